@@ -1,0 +1,72 @@
+"""pyproject.toml, environment.yml and binder/environment.yml must not drift apart."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+#: conda-forge names that differ from the PyPI ones.
+CONDA_TO_PYPI = {"pytorch-cpu": "torch", "pytorch": "torch"}
+#: conda-only tooling, not Python dependencies of ewclab.
+CONDA_ONLY = {"python", "pip"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~; \[]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def _pyproject() -> tuple[set[str], dict[str, set[str]]]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = {k: {_name(r) for r in v} for k, v in project["optional-dependencies"].items()}
+    return {_name(r) for r in project["dependencies"]}, extras
+
+
+def _conda(path: Path) -> tuple[set[str], dict]:
+    env = yaml.safe_load(path.read_text())
+    names = set()
+    for dep in env["dependencies"]:
+        if isinstance(dep, str):
+            name = _name(dep)
+            names.add(CONDA_TO_PYPI.get(name, name))
+    return names - CONDA_ONLY, env
+
+
+def test_conda_environments_match_pyproject() -> None:
+    runtime, extras = _pyproject()
+    wanted = runtime | extras["lab"] | {"nbval"}
+    for path in (ROOT / "environment.yml", ROOT / "binder" / "environment.yml"):
+        names, env = _conda(path)
+        assert names == wanted, f"{path.name}: missing {wanted - names}, extra {names - wanted}"
+        assert env["channels"] == ["conda-forge"], path
+        pythons = [d for d in env["dependencies"] if isinstance(d, str) and _name(d) == "python"]
+        assert pythons and re.fullmatch(r"python=3\.\d+", pythons[0]), "pin Python's minor version"
+        assert any(isinstance(d, str) and _name(d) == "pytorch-cpu" for d in env["dependencies"])
+
+
+def test_root_environment_installs_ewclab_and_binder_postbuild_does() -> None:
+    _, env = _conda(ROOT / "environment.yml")
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pip == ["-e ."]
+    post = (ROOT / "binder" / "postBuild").read_text()
+    assert post.startswith("#!/usr/bin/env bash") and "\nset -e\n" in post
+    assert "pip install --no-deps -e ." in post
+
+
+def test_pyproject_has_lower_bounds_only() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        requirements += extra
+    for requirement in requirements:
+        spec = requirement.split(";")[0]
+        assert "<" not in spec and "==" not in spec, f"upper pin in {requirement!r}"
+    assert project["requires-python"] == ">=3.10"
