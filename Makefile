@@ -29,7 +29,7 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 
 test: lint  ## ruff, unit tests and every notebook (nbval)
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env tests $(wildcard notebooks/*.ipynb)
 
 bench: $(VENV)/.test-installed  ## rewrite benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/run_all.py
