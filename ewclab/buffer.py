@@ -1,0 +1,190 @@
+"""A small per-task memory of training samples, the input to ``consolidate``.
+
+The seed notes: "the computation of the Fisher needs samples from the dataset, so we will
+have to store a few samples from every task during training". `TaskBuffer` keeps at most
+``per_task`` samples of each task while the task's batches stream past:
+
+- plain reservoir sampling (Vitter's algorithm R): every sample seen so far is kept with
+  the same probability ``per_task / seen``;
+- class-balanced reservoir sampling (Chrysakis & Moens, ICML 2020): when the memory is
+  full, a sample of an under-represented class evicts a random sample of the largest
+  class; a sample of a largest class replaces one of its own class with probability
+  ``kept / seen`` of that class.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import torch
+
+
+class _Reservoir:
+    """The samples kept for one task."""
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, seen: int, class_seen: dict[int, int]):
+        self.X, self.y, self.seen, self.class_seen = X, y, seen, class_seen
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+class TaskBuffer:
+    """Reservoir of at most ``per_task`` samples for every task.
+
+    Parameters
+    ----------
+    per_task : int, default 200
+        Most samples kept for one task.
+    balanced : bool, default True
+        Class-balanced reservoir sampling instead of plain reservoir sampling.
+    seed : int, default 0
+        Seeds the buffer's own random generator (the global RNG is not touched).
+
+    Examples
+    --------
+    >>> buf = TaskBuffer(per_task=50)
+    >>> buf.add("mnist", x_batch, y_batch)          # doctest: +SKIP
+    >>> model.consolidate(*buf.get("mnist"))       # doctest: +SKIP
+    """
+
+    def __init__(self, per_task: int = 200, balanced: bool = True, seed: int = 0):
+        if isinstance(per_task, bool) or not isinstance(per_task, int) or per_task < 1:
+            raise ValueError(f"per_task must be a positive int, got {per_task!r}")
+        if not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.per_task = per_task
+        self.balanced = bool(balanced)
+        self.seed = seed
+        self._rng = torch.Generator().manual_seed(seed)
+        self._tasks: dict[str, _Reservoir] = {}
+
+    @property
+    def tasks(self) -> list[str]:
+        """Names of the tasks with stored samples, in the order they were first added."""
+        return list(self._tasks)
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self._tasks.values())
+
+    def get(self, task_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return copies ``(X, y)`` of the samples kept for ``task_name``.
+
+        Raises
+        ------
+        KeyError
+            No samples were added under that name.
+        """
+        if task_name not in self._tasks:
+            raise KeyError(f"no samples stored for task {task_name!r}; stored tasks: {self.tasks}")
+        r = self._tasks[task_name]
+        return r.X.clone(), r.y.clone()
+
+    def add(self, task_name: str, X: object, y: object) -> None:
+        """Offer a batch of samples of ``task_name`` to the reservoir.
+
+        ``X`` (N, ...) and ``y`` (N,) integer labels, numpy or torch; kept on the CPU in
+        their own dtype. Everything is checked before anything is stored.
+        """
+        X, y = self._check(task_name, X, y)
+        r = self._tasks.get(task_name)
+        if r is None:
+            empty_X = torch.empty((0, *X.shape[1:]), dtype=X.dtype)
+            r = _Reservoir(empty_X, torch.empty(0, dtype=torch.int64), 0, {})
+        keep_X, keep_y = list(r.X), r.y.tolist()
+        counts = Counter(keep_y)
+        u = torch.rand(len(y), 2, generator=self._rng).tolist()
+        for x_i, c, (u1, u2) in zip(X, y.tolist(), u, strict=True):
+            r.seen += 1
+            r.class_seen[c] = r.class_seen.get(c, 0) + 1
+            slot = self._slot(keep_y, counts, r, c, u1, u2)
+            if slot == len(keep_y):
+                keep_X.append(x_i)
+                keep_y.append(c)
+            elif slot >= 0:
+                counts[keep_y[slot]] -= 1
+                keep_X[slot], keep_y[slot] = x_i, c
+            if slot >= 0:
+                counts[c] += 1
+        r.X = torch.stack(keep_X) if keep_X else r.X
+        r.y = torch.tensor(keep_y, dtype=torch.int64)
+        self._tasks[task_name] = r
+
+    def _slot(
+        self, keep_y: list[int], counts: Counter, r: _Reservoir, c: int, u1: float, u2: float
+    ) -> int:
+        """Where the new sample of class ``c`` goes: ``len(keep_y)`` appends, -1 drops it."""
+        if len(keep_y) < self.per_task:
+            return len(keep_y)
+        if not self.balanced:
+            j = int(u1 * r.seen)
+            return j if j < self.per_task else -1
+        largest = max(counts.values())
+        if counts[c] < largest:
+            victims = [k for k, n in counts.items() if n == largest]
+            victim = victims[int(u2 * len(victims))]
+            slots = [i for i, k in enumerate(keep_y) if k == victim]
+            return slots[int(u1 * len(slots))]
+        if u1 * r.class_seen[c] < counts[c]:
+            slots = [i for i, k in enumerate(keep_y) if k == c]
+            return slots[int(u2 * len(slots))]
+        return -1
+
+    def _check(self, task_name: str, X: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(task_name, str):
+            raise TypeError(f"task_name must be a str, got {type(task_name).__name__}")
+        X = torch.from_numpy(np.ascontiguousarray(X)) if isinstance(X, np.ndarray) else X
+        y = torch.as_tensor(np.asarray(y)) if isinstance(y, (np.ndarray, list, tuple)) else y
+        if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
+            raise TypeError(
+                f"X and y must be numpy arrays or torch tensors, got {type(X).__name__} "
+                f"and {type(y).__name__}"
+            )
+        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+            raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+        if X.ndim < 1 or y.ndim != 1 or len(X) != len(y):
+            raise ValueError(
+                f"expected X of shape (N, ...) and y of shape (N,), got {tuple(X.shape)} and "
+                f"{tuple(y.shape)}"
+            )
+        r = self._tasks.get(task_name)
+        if r is not None and (r.X.shape[1:] != X.shape[1:] or r.X.dtype != X.dtype):
+            raise ValueError(
+                f"task {task_name!r} stores samples of shape {tuple(r.X.shape[1:])} and dtype "
+                f"{r.X.dtype}, got {tuple(X.shape[1:])} and {X.dtype}"
+            )
+        return X.detach().cpu(), y.detach().cpu().long()
+
+    def state_dict(self) -> dict:
+        """Everything needed to restore the buffer; only tensors, ints, bools, strs, dicts."""
+        return {
+            "per_task": self.per_task,
+            "balanced": self.balanced,
+            "seed": self.seed,
+            "rng": self._rng.get_state(),
+            "tasks": {
+                name: {
+                    "X": r.X.clone(),
+                    "y": r.y.clone(),
+                    "seen": r.seen,
+                    "class_seen": dict(r.class_seen),
+                }
+                for name, r in self._tasks.items()
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from :meth:`state_dict`; checks everything before changing anything."""
+        try:
+            fresh = TaskBuffer(state["per_task"], state["balanced"], state["seed"])
+            fresh._rng.set_state(state["rng"])
+            for name, t in state["tasks"].items():
+                X, y = fresh._check(name, t["X"], t["y"])
+                if len(y) > fresh.per_task or int(t["seen"]) < len(y):
+                    raise ValueError(f"task {name!r} holds {len(y)} samples, seen {t['seen']}")
+                class_seen = {int(k): int(v) for k, v in t["class_seen"].items()}
+                fresh._tasks[name] = _Reservoir(X.clone(), y.clone(), int(t["seen"]), class_seen)
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            raise ValueError(f"not a valid TaskBuffer state: {exc!r}") from exc
+        self.__dict__.update(fresh.__dict__)
