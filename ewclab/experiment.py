@@ -1,0 +1,608 @@
+"""Train a model on a sequence of tasks, with or without EWC, and record what happens.
+
+>>> from ewclab.experiment import run_sequence
+>>> history = run_sequence("mnist->fashion", method="ewc", epochs=2)   # doctest: +SKIP
+>>> history.accuracy_matrix                                            # doctest: +SKIP
+
+``train_on_task`` trains on one task (the seed's helper); ``run_sequence`` trains task
+after task, consolidating after each, and returns a :class:`ewclab.history.History`.
+``DEFAULTS`` holds the demo's settings, chosen by measurement (benchmarks/RESULTS.md), for
+the CLI, the notebooks and the widgets alike. Training task A does not depend on λ or on
+the later tasks' settings, so a :class:`TaskACache` lets a re-run with a new λ skip it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import numbers
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ewclab.buffer import TaskBuffer
+from ewclab.data import Task, batchify
+from ewclab.fisher import fisher_diagonal
+from ewclab.history import History
+from ewclab.learner import Learner
+from ewclab.models import MLP, AlexNet, TestNet
+from ewclab.scenarios import get_scenario
+
+__all__ = [
+    "DEFAULTS",
+    "METHODS",
+    "MODELS",
+    "Point",
+    "TaskACache",
+    "TaskResult",
+    "evaluate",
+    "make_model",
+    "run_sequence",
+    "steps_for",
+    "train_on_task",
+]
+
+#: The demo's settings (``ewclab demo``, notebooks, widgets), chosen by measurement on the
+#: bundled data: see benchmarks/RESULTS.md for the grid they came from.
+DEFAULTS: dict[str, Any] = {
+    "tasks": "mnist->fashion",
+    "model": "mlp",
+    "width": 400,
+    "lr": 0.01,
+    "optimizer": "sgd",
+    "batch_size": 64,
+    "epochs": 5,
+    "method": "ewc",
+    "lam": 1000.0,
+    "gamma": 1.0,
+    "fisher": "empirical",
+    "fisher_samples": 1000,
+    "seed": 0,
+}
+
+#: Default λ per method: the L2 penalty (F = 1) needs a much smaller λ than EWC.
+DEFAULT_LAM = {"sgd": 0.0, "ewc": DEFAULTS["lam"], "online-ewc": DEFAULTS["lam"], "l2": 1.0}
+
+#: Training methods and the EWC mode each one uses (None: plain training, no penalty).
+METHODS = {"sgd": None, "ewc": "separate", "online-ewc": "online", "l2": "l2"}
+
+#: Model kinds by name.
+MODELS = {"testnet": TestNet, "mlp": MLP, "alexnet": AlexNet}
+
+ModelSpec = str | Callable[[], Learner]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One evaluation point, as handed to a ``callback``.
+
+    Attributes
+    ----------
+    task : str
+        The task being trained.
+    step : int
+        Global optimisation step (steps over all tasks so far).
+    loss : float
+        Training loss of the last step (NaN before the first step).
+    accuracies : dict of str to float
+        Test accuracy of each evaluated task, in [0, 1].
+    history : History or None
+        The run's history (already holding this point) when training records one.
+    """
+
+    task: str
+    step: int
+    loss: float
+    accuracies: dict[str, float]
+    history: History | None = None
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What :func:`train_on_task` did: steps run, global step reached, last loss, stopped."""
+
+    task: str
+    steps: int
+    step: int
+    loss: float
+    stopped: bool
+    points: list[Point] = field(default_factory=list)
+
+
+def steps_for(task: Task, epochs: float, batch_size: int) -> int:
+    """Optimisation steps for ``epochs`` passes over ``task``'s training set."""
+    _check_positive(epochs, "epochs")
+    _check_positive_int(batch_size, "batch_size")
+    return max(1, math.ceil(epochs * len(task.x_train) / batch_size))
+
+
+def evaluate(model: Learner, tasks: Iterable[Task], samples: int | None = None) -> dict[str, float]:
+    """Test accuracy of ``model`` on each task (its first ``samples`` test images, or all)."""
+    return {
+        t.name: float(model.score(_images(t.x_test[:samples]), t.y_test[:samples]))
+        for t in tasks
+    }
+
+
+def _images(x: np.ndarray) -> np.ndarray:
+    """(N, H, W) grayscale images as the (N, 1, H, W) view models take; others unchanged."""
+    return x[:, None] if x.ndim == 3 else x
+
+
+def train_on_task(
+    model: Learner,
+    name: str,
+    batches: Task | Iterator[tuple[Any, Any]],
+    steps: int | None = None,
+    epochs: float | None = None,
+    buffer: TaskBuffer | None = None,
+    eval_tasks: Sequence[Task] = (),
+    eval_every: int | None = None,
+    callback: Callable[[Point], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    *,
+    batch_size: int = DEFAULTS["batch_size"],
+    seed: int | None = None,
+    buffer_samples: int = DEFAULTS["fisher_samples"],
+    eval_samples: int | None = None,
+    history: History | None = None,
+    start_step: int = 0,
+) -> TaskResult:
+    """Train ``model`` on one task with ``partial_fit``, evaluating as it goes.
+
+    Parameters
+    ----------
+    model : Learner
+        Trained in place, one ``partial_fit`` per batch.
+    name : str
+        The task's name (for the buffer, the points and the history).
+    batches : Task or iterator of (X, y)
+        A :class:`~ewclab.data.Task` (its training set is shuffled into batches of
+        ``batch_size`` with ``seed``) or an endless iterator of batches such as
+        :func:`~ewclab.data.batchify`'s.
+    steps : int, optional
+        Number of ``partial_fit`` steps. Give ``steps`` or ``epochs``, not both.
+    epochs : float, optional
+        Passes over the task's training set (needs ``batches`` to be a Task); one
+        pass when neither ``steps`` nor ``epochs`` is given for a Task.
+    buffer : TaskBuffer, optional
+        Receives the first ``buffer_samples`` training samples seen (shuffled batches, so
+        a random subset), under ``name``: the samples a later ``consolidate`` needs.
+    eval_tasks : sequence of Task
+        Tasks whose test accuracy is measured every ``eval_every`` steps and after the
+        last step.
+    eval_every : int, optional
+        Steps between evaluations; default: about 25 points per task.
+    callback : callable, optional
+        Called with a :class:`Point` after each evaluation (live plots subscribe here).
+    stop : callable, optional
+        Polled before each step; when it returns True training stops after the step in
+        progress, so the model is always left between two complete steps.
+    batch_size, seed
+        Batching of a Task (ignored for an iterator).
+    buffer_samples : int
+        How many samples to keep in ``buffer``.
+    eval_samples : int, optional
+        Evaluate on the first ``eval_samples`` test images of each task (default all).
+    history : History, optional
+        Each evaluation point is also recorded here (``eval_tasks`` must then be the
+        history's tasks).
+    start_step : int
+        Global step before this task (steps are numbered across a sequence).
+
+    Returns
+    -------
+    TaskResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        On inconsistent ``steps``/``epochs`` or bad numbers, before any training.
+    """
+    if (steps is None) == (epochs is None) and not (
+        steps is None and isinstance(batches, Task)
+    ):
+        raise ValueError(
+            f"give exactly one of steps or epochs, got steps={steps!r}, epochs={epochs!r}"
+        )
+    if isinstance(batches, Task):
+        n_steps = steps_for(batches, 1 if epochs is None else epochs, batch_size)
+        if steps is not None:
+            n_steps = _check_positive_int(steps, "steps")
+        batches = batchify(
+            _images(batches.x_train), batches.y_train, batch_size=batch_size, shuffle=True,
+            seed=seed,
+        )
+    elif epochs is not None:
+        raise TypeError("epochs needs batches to be a Task; give steps for an iterator")
+    else:
+        n_steps = _check_positive_int(steps, "steps")
+    every = max(1, round(n_steps / 25)) if eval_every is None else eval_every
+    _check_positive_int(every, "eval_every")
+    _check_positive_int(buffer_samples, "buffer_samples")
+
+    kept: list[tuple[Any, Any]] = []
+    n_kept = 0
+    points: list[Point] = []
+    loss = math.nan
+    step = start_step
+    stopped = False
+    for k in range(1, n_steps + 1):
+        if stop is not None and stop():
+            stopped = True
+            break
+        X, y = next(batches)
+        loss = float(model.partial_fit(X, y))
+        step += 1
+        if buffer is not None and n_kept < buffer_samples:
+            kept.append((X[: buffer_samples - n_kept], y[: buffer_samples - n_kept]))
+            n_kept += len(kept[-1][1])
+        if eval_tasks and (k % every == 0 or k == n_steps):
+            points.append(_evaluate_point(model, name, step, loss, eval_tasks, eval_samples,
+                                          history, callback))
+    if stopped and eval_tasks and (not points or points[-1].step != step):
+        points.append(
+            _evaluate_point(model, name, step, loss, eval_tasks, eval_samples, history, callback)
+        )
+    if buffer is not None and kept:
+        buffer.add(name, _concat([x for x, _ in kept]), _concat([y for _, y in kept]))
+    return TaskResult(name, step - start_step, step, loss, stopped, points)
+
+
+def _evaluate_point(model, name, step, loss, eval_tasks, eval_samples, history, callback):
+    accuracies = evaluate(model, eval_tasks, eval_samples)
+    if history is not None:
+        history.record(step, accuracies)
+    point = Point(name, step, loss, accuracies, history)
+    if callback is not None:
+        callback(point)
+    return point
+
+
+def _concat(parts: list[Any]) -> Any:
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    return np.concatenate(parts)
+
+
+def make_model(
+    model: ModelSpec = DEFAULTS["model"],
+    num_classes: int = 10,
+    width: float | None = None,
+    lr: float | None = None,
+    optimizer: str | None = None,
+    seed: int | None = None,
+) -> Learner:
+    """Build a fresh learner: a kind from :data:`MODELS` or a callable returning one.
+
+    Parameters
+    ----------
+    model : {"testnet", "mlp", "alexnet"} or callable
+        A callable is called with no arguments and must return a
+        :class:`~ewclab.learner.Learner` (the other arguments are then ignored).
+    num_classes : int
+    width : float, optional
+        ``"mlp"``: units of each of its two hidden layers (default ``DEFAULTS["width"]``);
+        ``"alexnet"``: its channel scale (default 1.0); ``"testnet"`` has a fixed size.
+    lr, optimizer : optional
+        Default ``DEFAULTS["lr"]``, ``DEFAULTS["optimizer"]``.
+    seed : int, optional
+        Seeds the weight initialisation.
+    """
+    if callable(model):
+        learner = model()
+        if not isinstance(learner, Learner):
+            raise TypeError(f"model() must return an ewclab Learner, got {type(learner).__name__}")
+        return learner
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; expected one of {sorted(MODELS)} or a callable")
+    options = dict(
+        lr=DEFAULTS["lr"] if lr is None else lr,
+        optimizer=DEFAULTS["optimizer"] if optimizer is None else optimizer,
+        seed=seed,
+    )
+    if model == "mlp":
+        width = DEFAULTS["width"] if width is None else width
+        if isinstance(width, bool) or not float(width).is_integer() or width < 1:
+            raise ValueError(f"mlp width must be a whole number of units >= 1, got {width!r}")
+        return MLP(num_classes, hidden=(int(width), int(width)), **options)
+    if model == "alexnet":
+        return AlexNet(num_classes, width=1.0 if width is None else width, **options)
+    if width is not None:
+        raise ValueError(f"testnet has a fixed size; got width={width!r}")
+    return TestNet(num_classes, **options)
+
+
+class TaskACache:
+    """Trained task-A models and their Fisher, reused when only λ or later tasks change.
+
+    Training the first task does not depend on the method, λ, γ or the later tasks'
+    epochs, so :func:`run_sequence` stores the model right after task A (its Fisher, and
+    the history up to then) under a key of everything that does affect it: model,
+    width, lr, optimiser, batch size, epochs of task A, seed, Fisher kind and samples,
+    evaluation settings and the tasks' data. A hit restores a deep copy, so cached
+    entries never change.
+
+    Parameters
+    ----------
+    maxsize : int
+        Entries kept (least recently used dropped first).
+    """
+
+    def __init__(self, maxsize: int = 4) -> None:
+        _check_positive_int(maxsize, "maxsize")
+        self.maxsize = maxsize
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskACache({len(self)}/{self.maxsize} entries, "
+            f"{self.hits} hits, {self.misses} misses)"
+        )
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._entries.clear()
+
+    def _get(self, key: tuple) -> _Entry | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._entries.move_to_end(key)
+            return entry
+
+    def _put(self, key: tuple, entry: _Entry) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    model: Learner
+    fisher: dict[str, torch.Tensor]
+    history: dict
+    step: int
+    loss: float
+
+
+def run_sequence(
+    tasks: str | Sequence[Task],
+    model: ModelSpec = DEFAULTS["model"],
+    method: str = DEFAULTS["method"],
+    lam: float | None = None,
+    epochs: float | Sequence[float] = DEFAULTS["epochs"],
+    fisher: str = DEFAULTS["fisher"],
+    fisher_samples: int = DEFAULTS["fisher_samples"],
+    seed: int = DEFAULTS["seed"],
+    callback: Callable[[Point], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    *,
+    width: int | None = None,
+    lr: float | None = None,
+    optimizer: str | None = None,
+    batch_size: int = DEFAULTS["batch_size"],
+    gamma: float = DEFAULTS["gamma"],
+    eval_every: int | None = None,
+    eval_samples: int | None = None,
+    cache: TaskACache | None = None,
+    source: str = "bundled",
+    root: str | None = None,
+) -> History:
+    """Train on each task in turn, consolidating after each, evaluating all throughout.
+
+    Parameters
+    ----------
+    tasks : str or sequence of Task
+        Tasks in training order, or a scenario name for
+        :func:`~ewclab.scenarios.get_scenario` (read from ``source``/``root``).
+    model : {"testnet", "mlp", "alexnet"} or callable
+        Model kind (built with ``width``, ``lr``, ``optimizer``) or a callable returning
+        a fresh :class:`~ewclab.learner.Learner`.
+    method : {"sgd", "l2", "ewc", "online-ewc"}
+        ``"sgd"``: plain training (no penalty: catastrophic forgetting); ``"l2"``: the
+        penalty with F = 1; ``"ewc"``: one EWC term per task (Kirkpatrick et al. 2017);
+        ``"online-ewc"``: one running term decayed by ``gamma`` (Schwarz et al. 2018).
+    lam : float, optional
+        EWC strength λ, penalty = λ/2 Σ F_i (θ_i - θ*_i)²; default :data:`DEFAULT_LAM`.
+    epochs : float or sequence of float
+        Passes over each task's training set: one number for all tasks or one per task.
+    fisher : {"empirical", "exact", "sampled"}
+        Fisher kind (see :func:`ewclab.fisher.fisher_diagonal`).
+    fisher_samples : int
+        Training samples of each task kept to compute its Fisher.
+    seed : int
+        Seeds the model's initialisation, every task's batch order and the sampled
+        Fisher's labels: a run is deterministic for a seed on CPU.
+    callback : callable, optional
+        Called with a :class:`Point` (holding ``history``) after each evaluation.
+    stop : callable, optional
+        Polled before each step; True ends the run after the step in progress. The
+        returned history then ends at that step and the unfinished rows of its
+        accuracy matrix stay NaN.
+    width, lr, optimizer, batch_size
+        Model and training settings; default :data:`DEFAULTS`.
+    gamma : float
+        Decay of the online-EWC term.
+    eval_every, eval_samples
+        See :func:`train_on_task`.
+    cache : TaskACache, optional
+        Reuse (or store) the model trained on the first task.
+    source, root
+        Data for a scenario name.
+
+    Returns
+    -------
+    History
+        Accuracy curves, task boundaries, the accuracy matrix, every task's Fisher
+        (``history.fisher``) and the settings (``history.settings``).
+
+    Raises
+    ------
+    ValueError, TypeError
+        On a bad argument, before any training.
+    """
+    if isinstance(tasks, str):
+        tasks = get_scenario(tasks, source=source, root=root)
+    tasks = list(tasks)
+    if not tasks or not all(isinstance(t, Task) for t in tasks):
+        raise TypeError(f"tasks must be a scenario name or a non-empty list of Task, got {tasks!r}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
+    lam = DEFAULT_LAM[method] if lam is None else lam
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not 0 <= lam < math.inf:
+        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+    per_task = _epochs_per_task(epochs, len(tasks))
+    _check_positive_int(fisher_samples, "fisher_samples")
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    num_classes = max(t.num_classes for t in tasks)
+    settings = {
+        "tasks": [t.name for t in tasks],
+        "model": model if isinstance(model, str) else getattr(model, "__name__", repr(model)),
+        "width": DEFAULTS["width"] if width is None and model == "mlp" else width,
+        "lr": DEFAULTS["lr"] if lr is None else lr,
+        "optimizer": DEFAULTS["optimizer"] if optimizer is None else optimizer,
+        "method": method,
+        "lam": float(lam),
+        "gamma": float(gamma),
+        "epochs": per_task,
+        "batch_size": batch_size,
+        "fisher": fisher,
+        "fisher_samples": fisher_samples,
+        "seed": int(seed),
+    }
+    history = History([t.name for t in tasks], settings)
+    key = None
+    if cache is not None:
+        key = (
+            model, settings["width"], settings["lr"], settings["optimizer"], batch_size,
+            per_task[0], int(seed), fisher, fisher_samples, eval_every, eval_samples,
+            _fingerprint(tasks),
+        )
+    entry = cache._get(key) if cache is not None else None
+    if entry is None:
+        learner = make_model(model, num_classes, width, lr, optimizer, seed=seed)
+        _set_method(learner, method, lam, gamma)
+        step, loss = 0, math.nan
+        first = 0
+    else:
+        learner = copy.deepcopy(entry.model)
+        _set_method(learner, method, lam, gamma)
+        _replay(history, entry.history)
+        history.fisher[tasks[0].name] = _clone(entry.fisher)
+        if method != "sgd":
+            learner.ewc.add_task(_clone(entry.fisher))
+        step, loss = entry.step, entry.loss
+        first = 1
+        if callback is not None:
+            callback(Point(tasks[0].name, step, loss, _last_point(history), history))
+        if len(tasks) == 1:
+            return history
+
+    buffer = TaskBuffer(per_task=fisher_samples, seed=seed)
+    for i in range(first, len(tasks)):
+        task = tasks[i]
+        torch.manual_seed(seed + i)
+        history.start_task(task.name, step)
+        if i == 0:
+            history.record(step, evaluate(learner, tasks, eval_samples))
+        result = train_on_task(
+            learner, task.name, task, epochs=per_task[i], buffer=buffer, eval_tasks=tasks,
+            eval_every=eval_every, callback=callback, stop=stop, batch_size=batch_size,
+            seed=seed + i, buffer_samples=fisher_samples, eval_samples=eval_samples,
+            history=history, start_step=step,
+        )
+        step, loss = result.step, result.loss
+        if result.stopped:
+            break
+        final = result.points[-1].accuracies
+        if eval_samples is not None:
+            final = evaluate(learner, tasks)
+        history.finish_task(task.name, final)
+        X, y = buffer.get(task.name)
+        generator = torch.Generator().manual_seed(seed + i)
+        F = fisher_diagonal(learner, X, y, kind=fisher, generator=generator)
+        history.fisher[task.name] = _clone(F)
+        if i == 0 and cache is not None:
+            saved = _Entry(copy.deepcopy(learner), _clone(F), history.to_dict(), step, loss)
+            cache._put(key, saved)
+        if method != "sgd":
+            learner.ewc.add_task(F)
+    return history
+
+
+def _set_method(learner: Learner, method: str, lam: float, gamma: float) -> None:
+    mode = METHODS[method]
+    if mode is not None:
+        learner.ewc.mode = mode
+        learner.ewc.gamma = gamma
+    learner.ewc_lambda = lam if mode is not None else 0.0
+
+
+def _replay(history: History, saved: Mapping) -> None:
+    """Copy task A's part of a saved history (its first task) into ``history``."""
+    name = history.tasks[0]
+    history.start_task(name, saved["boundaries"][0])
+    for k, s in enumerate(saved["steps"]):
+        history.record(s, {t: saved["accuracy"][t][k] for t in history.tasks})
+    history.finish_task(name, dict(zip(history.tasks, saved["accuracy_matrix"][0], strict=True)))
+
+
+def _clone(fisher: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in fisher.items()}
+
+
+def _last_point(history: History) -> dict[str, float]:
+    return {t: history.accuracy[t][-1] for t in history.tasks}
+
+
+def _fingerprint(tasks: Sequence[Task]) -> str:
+    """A digest of the tasks' names and data (so a cache never mixes datasets)."""
+    h = hashlib.blake2b(digest_size=16)
+    for t in tasks:
+        h.update(t.name.encode())
+        for a in (t.x_train, t.y_train, t.x_test, t.y_test):
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _epochs_per_task(epochs: float | Sequence[float], n: int) -> list[float]:
+    values = [epochs] * n if isinstance(epochs, numbers.Real) else list(epochs)
+    if len(values) != n:
+        raise ValueError(f"expected one epochs value or {n} (one per task), got {len(values)}")
+    for e in values:
+        _check_positive(e, "epochs")
+    return [int(e) if float(e).is_integer() else float(e) for e in values]
+
+
+def _check_positive(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)

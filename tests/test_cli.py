@@ -1,0 +1,86 @@
+"""``ewclab demo``: the lesson holds with the defaults, outputs, and usage errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ewclab.cli import main
+from ewclab.experiment import TaskACache
+
+
+def _matrix(path) -> list[list[float]]:
+    return json.loads(path.read_text())["accuracy_matrix"]
+
+
+def test_default_demo_teaches_the_lesson(tmp_path, capsys):
+    """Without EWC task A collapses after task B; with --ewc it is kept, B still learned."""
+    cache = TaskACache()
+    plain, ewc = tmp_path / "plain.json", tmp_path / "ewc.json"
+    assert main(["demo", "--quiet", "--json", str(plain)], cache=cache) == 0
+    table = capsys.readouterr().out
+    assert main(["demo", "--ewc", "--quiet", "--json", str(ewc)], cache=cache) == 0
+    assert cache.hits == 1  # task A trained once for both runs
+    R, E = _matrix(plain), _matrix(ewc)
+    assert R[0][0] == E[0][0]
+    assert R[0][0] - R[1][0] >= 0.30, f"no forgetting without EWC: {R}"
+    assert E[0][0] - E[1][0] <= 0.10, f"EWC did not keep task A: {E}"
+    assert E[1][1] >= R[1][1] - 0.10, f"EWC gave task B away: {E} vs {R}"
+    assert "task A (mnist) after B" in table and f"{100 * R[1][0]:.1f}%" in table
+    settings = json.loads(ewc.read_text())["settings"]
+    assert settings["method"] == "ewc" and settings["lam"] > 0
+
+
+def test_small_run_writes_plot_and_json(tmp_path, capsys):
+    png, out = tmp_path / "curves.png", tmp_path / "run.json"
+    argv = ["demo", "-e", "0.05", "--width", "8", "--tasks", "permuted:3", "--quiet",
+            "--ewc", "--lambda", "5", "--plot", str(png), "--json", str(out)]
+    assert main(argv) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    d = json.loads(out.read_text())
+    assert len(d["accuracy_matrix"]) == 3 and all(len(r) == 3 for r in d["accuracy_matrix"])
+    assert d["settings"]["lam"] == 5.0 and d["settings"]["tasks"][0] == "mnist-perm1"
+    assert "backward transfer" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["demo", "--model", "resnet"],
+        ["demo", "-e", "0"],
+        ["demo", "-e", "many"],
+        ["demo", "--epochs-b", "-2"],
+        ["demo", "--ewc", "--lambda", "-1"],
+        ["demo", "--lambda", "5"],
+        ["demo", "--ewc", "--method", "l2"],
+        ["demo", "--tasks", "cifar"],
+        ["demo", "--fisher", "kfac"],
+        ["demo", "--batch-size", "1.5"],
+        ["demo", "--model", "testnet", "--width", "3"],
+        ["demo", "--full-data", "/nonexistent/ewclab-data"],
+    ],
+)
+def test_bad_options_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and "Traceback" not in err
+
+
+def test_help_explains_epochs(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--help"])
+    assert exc.value.code == 0
+    assert "partial_fit" in capsys.readouterr().out
+
+
+def test_python_m_ewclab_usage_error():
+    proc = subprocess.run([sys.executable, "-m", "ewclab", "demo", "--no-such-option"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "usage:" in proc.stderr and "Traceback" not in proc.stderr
