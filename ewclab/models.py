@@ -1,0 +1,201 @@
+"""The networks: AlexNet (the seed's model), TestNet (the seed's small demo network) and
+the MLP of the EWC paper's permuted-MNIST experiments.
+
+Each is a :class:`~ewclab.learner.Learner`, so each has ``partial_fit``, ``fit``,
+``predict``, ``score``, ``consolidate``, ``save`` / ``load``; the keyword arguments after
+the architecture ones (``ewc_lambda``, ``optimizer``, ``lr``, ``seed``, ...) are the
+learner's, documented there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from ewclab.learner import Learner
+from ewclab.validation import InputSpec
+
+POOL_MODES = ("auto", "always", "never")
+
+
+class MaybeMaxPool2d(nn.MaxPool2d):
+    """Max-pooling that can skip itself.
+
+    ``mode="auto"`` pools only when the feature map is at least as large as the window,
+    so small inputs (28×28 MNIST) pass through instead of shrinking to nothing; the
+    decision is taken on every forward from the incoming size. "always" and "never" do
+    what they say.
+    """
+
+    def __init__(self, kernel_size: int, stride: int, mode: str = "auto"):
+        super().__init__(kernel_size, stride)
+        self.mode = mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        fits = min(x.shape[-2:]) >= self.kernel_size
+        if self.mode == "never" or (self.mode == "auto" and not fits):
+            return x
+        return super().forward(x)
+
+
+class AlexNet(Learner):
+    """AlexNet (Krizhevsky et al. 2012, torchvision's layout): 5 conv + 3 fully connected.
+
+    Conv(11, stride 4) → pool → Conv(5) → pool → Conv(3) ×3 → pool → adaptive average
+    pool to 6×6 → Dropout, FC, Dropout, FC, FC. The adaptive pool keeps the FC sizes
+    fixed, so one network takes 28×28, 32×32 or 224×224 images (anything ≥ 7×7).
+
+    Parameters
+    ----------
+    num_classes : int, default 10
+    in_channels : int, default 3
+        1-channel input is repeated to 3 automatically.
+    width : float, default 1.0
+        Scales every channel and hidden size (64, 192, 384, 256, 256 / 4096 at 1.0).
+    pool : {"auto", "always", "never"}, default "auto"
+        "auto" applies each max-pool only where the feature map is at least 3×3.
+    dropout : float, default 0.5
+    **options
+        Learner options (``ewc_lambda``, ``optimizer``, ``lr``, ``seed``, ``device``, ...).
+
+    Notes
+    -----
+    Parameter counts (independent of the input size, measured, 10 classes, 3 channels):
+    57,044,810 at ``width=1.0`` and 3,579,098 at ``width=0.25``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        width: float = 1.0,
+        pool: str = "auto",
+        dropout: float = 0.5,
+        **options: Any,
+    ):
+        arch = dict(num_classes=num_classes, in_channels=in_channels, width=width, pool=pool,
+                    dropout=dropout)
+        super().__init__(arch, **options)
+
+    def build(
+        self, num_classes: int, in_channels: int, width: float, pool: str, dropout: float
+    ) -> InputSpec:
+        if not width > 0:
+            raise ValueError(f"width must be > 0, got {width!r}")
+        if pool not in POOL_MODES:
+            raise ValueError(f"pool must be one of {POOL_MODES}, got {pool!r}")
+        c1, c2, c3, c4, c5, hidden = (max(1, round(n * width)) for n in
+                                      (64, 192, 384, 256, 256, 4096))
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, c1, kernel_size=11, stride=4, padding=2),
+            nn.ReLU(),
+            MaybeMaxPool2d(3, 2, pool),
+            nn.Conv2d(c1, c2, kernel_size=5, padding=2),
+            nn.ReLU(),
+            MaybeMaxPool2d(3, 2, pool),
+            nn.Conv2d(c2, c3, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c3, c4, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c4, c5, kernel_size=3, padding=1),
+            nn.ReLU(),
+            MaybeMaxPool2d(3, 2, pool),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(c5 * 6 * 6, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
+        # conv1 (11, stride 4, pad 2) needs 7x7; three 3x3 pools in a row need 63x63
+        min_size = 63 if pool == "always" else 7
+        return InputSpec(num_classes=num_classes, channels=in_channels, min_size=min_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.avgpool(self.features(x)).flatten(1))
+
+
+class TestNet(Learner):
+    """The seed's small demo network: 2 conv + 2 FC, fast on a CPU.
+
+    Conv(5×5, 10) → max-pool 2 → ReLU → Conv(5×5, 20) → max-pool 2 → ReLU → FC 320→50 →
+    ReLU → Dropout(0.5) → FC 50→classes. Made for 28×28 images (an adaptive pool lets it
+    take anything ≥ 16×16). 21,840 parameters for 1 channel and 10 classes.
+
+    Parameters
+    ----------
+    num_classes : int, default 10
+    in_channels : int, default 1
+    **options
+        Learner options (``ewc_lambda``, ``optimizer``, ``lr``, ``seed``, ``device``, ...).
+    """
+
+    __test__ = False  # not a pytest test class despite the name
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, **options: Any):
+        super().__init__(dict(num_classes=num_classes, in_channels=in_channels), **options)
+
+    def build(self, num_classes: int, in_channels: int) -> InputSpec:
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 10, kernel_size=5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(10, 20, kernel_size=5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d((4, 4)),
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(20 * 4 * 4, 50),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(50, num_classes),
+        )
+        return InputSpec(num_classes=num_classes, channels=in_channels, min_size=16)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+class MLP(Learner):
+    """Fully connected ReLU network, the EWC paper's permuted-MNIST model.
+
+    Takes (N, C, H, W) input with ``C * H * W == in_features`` and flattens it.
+
+    Parameters
+    ----------
+    num_classes : int, default 10
+    in_features : int, default 784
+    hidden : sequence of int, default (400, 400)
+        Sizes of the hidden layers.
+    **options
+        Learner options (``ewc_lambda``, ``optimizer``, ``lr``, ``seed``, ``device``, ...).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_features: int = 784,
+        hidden: Sequence[int] = (400, 400),
+        **options: Any,
+    ):
+        arch = dict(num_classes=num_classes, in_features=in_features, hidden=tuple(hidden))
+        super().__init__(arch, **options)
+
+    def build(self, num_classes: int, in_features: int, hidden: tuple[int, ...]) -> InputSpec:
+        sizes = [in_features, *hidden]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+        layers.append(nn.Linear(sizes[-1], num_classes))
+        self.net = nn.Sequential(*layers)
+        return InputSpec(num_classes=num_classes, features=in_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)

@@ -1,0 +1,95 @@
+"""The networks: documented parameter counts, input sizes, pooling, seeded initialisation."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from ewclab.models import MLP, AlexNet, TestNet
+
+
+def _n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _documented(doc: str, pattern: str) -> int:
+    match = re.search(pattern, " ".join(doc.split()))
+    assert match, f"no parameter count matching {pattern!r} in the docstring"
+    return int(match.group(1).replace(",", ""))
+
+
+@pytest.mark.parametrize("width", ["1.0", "0.25"])
+def test_alexnet_documented_parameter_counts(width):
+    documented = _documented(AlexNet.__doc__, rf"([\d,]+) at ``width={width}``")
+    assert _n_params(AlexNet(width=float(width), device="cpu")) == documented
+
+
+def test_testnet_documented_parameter_count():
+    documented = _documented(TestNet.__doc__, r"([\d,]+) parameters")
+    assert _n_params(TestNet(device="cpu")) == documented
+
+
+@pytest.mark.parametrize("size, batch", [(28, 4), (32, 4), (224, 2)])
+def test_alexnet_trains_on_28_32_and_224(size, batch):
+    model = AlexNet(width=0.25, device="cpu", seed=0)
+    X = torch.rand(batch, 3, size, size)
+    assert model(X).shape == (batch, 10)
+    before = [p.detach().clone() for p in model.parameters()]
+    assert torch.isfinite(torch.tensor(model.partial_fit(X, torch.arange(batch))))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize(
+    "size, pool, side",
+    [(224, "auto", 6), (28, "auto", 2), (32, "auto", 1), (224, "never", 55), (224, "always", 6)],
+)
+def test_pools_apply_only_where_the_map_is_large_enough(size, pool, side):
+    model = AlexNet(width=0.25, pool=pool, device="cpu", seed=0)
+    assert model.features(torch.rand(1, 3, size, size)).shape[-1] == side
+
+
+def test_pool_always_needs_large_images():
+    model = AlexNet(width=0.25, pool="always", device="cpu")
+    with pytest.raises(ValueError, match="too small.*63x63"):
+        model.predict(torch.rand(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("kwargs", [{"width": 0}, {"width": -1.0}, {"pool": "sometimes"}])
+def test_alexnet_rejects_bad_architecture(kwargs):
+    with pytest.raises(ValueError, match="width|pool"):
+        AlexNet(device="cpu", **kwargs)
+
+
+def test_testnet_and_mlp_shapes():
+    assert TestNet(device="cpu")(torch.rand(5, 1, 28, 28)).shape == (5, 10)
+    assert TestNet(num_classes=3, in_channels=3, device="cpu")(torch.rand(2, 3, 16, 16)).shape == (
+        2, 3,
+    )
+    mlp = MLP(num_classes=4, in_features=12, hidden=(8,), device="cpu")
+    assert mlp(torch.rand(3, 3, 2, 2)).shape == (3, 4)
+    assert _n_params(mlp) == 12 * 8 + 8 + 8 * 4 + 4
+    assert _n_params(MLP(device="cpu")) == 784 * 400 + 400 + 400 * 400 + 400 + 400 * 10 + 10
+
+
+def test_testnet_has_dropout_in_its_fully_connected_part():
+    model = TestNet(device="cpu", seed=0).train()
+    X = torch.rand(8, 1, 28, 28)
+    assert not torch.equal(model(X), model(X))
+    model.eval()
+    assert torch.equal(model(X), model(X))
+
+
+@pytest.mark.parametrize("cls", [TestNet, MLP, AlexNet])
+def test_seed_fixes_initial_weights_and_leaves_the_global_rng_alone(cls):
+    kwargs = {"width": 0.25} if cls is AlexNet else {}
+    state = torch.get_rng_state()
+    a = cls(seed=1, device="cpu", **kwargs)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = cls(seed=1, device="cpu", **kwargs)
+    c = cls(seed=2, device="cpu", **kwargs)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(),
+                                                          strict=True))
