@@ -42,7 +42,7 @@ def training_rate(kind: str) -> tuple[float, float, float]:
     """(FLOPs per step, seconds per step, samples/s) of ``partial_fit`` at batch 256."""
     model = make_model(kind, seed=0)
     rng = np.random.default_rng(0)
-    X = rng.integers(0, 256, size=(BATCH, 28, 28), dtype=np.uint8)
+    X = rng.integers(0, 256, size=(BATCH, 1, 28, 28), dtype=np.uint8)
     y = rng.integers(0, 10, size=BATCH)
     with FlopCounterMode(display=False) as counter:
         model.partial_fit(X, y)

@@ -28,7 +28,7 @@ import torch
 
 from ewclab.buffer import TaskBuffer
 from ewclab.data import Task, batchify
-from ewclab.fisher import fisher_diagonal
+from ewclab.fisher import KINDS, fisher_diagonal
 from ewclab.history import History
 from ewclab.learner import Learner
 from ewclab.models import MLP, AlexNet, TestNet
@@ -178,7 +178,7 @@ def train_on_task(
         Tasks whose test accuracy is measured every ``eval_every`` steps and after the
         last step.
     eval_every : int, optional
-        Steps between evaluations; default: about 25 points per task.
+        Steps between evaluations; default: about 20 points per task.
     callback : callable, optional
         Called with a :class:`Point` after each evaluation (live plots subscribe here).
     stop : callable, optional
@@ -223,7 +223,7 @@ def train_on_task(
         raise TypeError("epochs needs batches to be a Task; give steps for an iterator")
     else:
         n_steps = _check_positive_int(steps, "steps")
-    every = max(1, round(n_steps / 25)) if eval_every is None else eval_every
+    every = max(1, round(n_steps / 20)) if eval_every is None else eval_every
     _check_positive_int(every, "eval_every")
     _check_positive_int(buffer_samples, "buffer_samples")
 
@@ -422,7 +422,8 @@ def run_sequence(
         penalty with F = 1; ``"ewc"``: one EWC term per task (Kirkpatrick et al. 2017);
         ``"online-ewc"``: one running term decayed by ``gamma`` (Schwarz et al. 2018).
     lam : float, optional
-        EWC strength λ, penalty = λ/2 Σ F_i (θ_i - θ*_i)²; default :data:`DEFAULT_LAM`.
+        EWC strength λ, penalty = λ/2 Σ F_i (θ_i - θ*_i)²; default :data:`DEFAULT_LAM`;
+        ignored (0) for ``"sgd"``.
     epochs : float or sequence of float
         Passes over each task's training set: one number for all tasks or one per task.
     fisher : {"empirical", "exact", "sampled"}
@@ -470,8 +471,14 @@ def run_sequence(
     lam = DEFAULT_LAM[method] if lam is None else lam
     if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not 0 <= lam < math.inf:
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+    lam = 0.0 if method == "sgd" else lam
     per_task = _epochs_per_task(epochs, len(tasks))
+    if fisher not in KINDS:
+        raise ValueError(f"unknown Fisher kind {fisher!r}; expected one of {list(KINDS)}")
     _check_positive_int(fisher_samples, "fisher_samples")
+    _check_positive_int(batch_size, "batch_size")
+    if eval_samples is not None:
+        _check_positive_int(eval_samples, "eval_samples")
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {seed!r}")
     num_classes = max(t.num_classes for t in tasks)
