@@ -116,8 +116,8 @@ class Learner(nn.Module):
             "buffer_per_task": buffer_per_task,
         }
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
+            if seed is not None:  # layers are created on the CPU; CUDA's RNG is left alone
+                torch.random.default_generator.manual_seed(seed)
             self.spec: InputSpec = self.build(**arch)
         self.to(self.device)
         self._params = [p for p in self.parameters() if p.requires_grad]
