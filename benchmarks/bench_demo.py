@@ -89,13 +89,15 @@ def run() -> str:
 # -- the λ / model grid (slow: `python benchmarks/run_all.py --grid`) --------------------------
 
 GRID = [
-    # (label, run_sequence keywords, λ values)
-    ("mlp 400, sgd+momentum lr 0.01 (default)", {}, [0, 30, 100, 300, 1000, 3000, 10000]),
+    # (label, run_sequence keywords, λ values); every row of one label shares task A
+    ("mlp 400, sgd+momentum lr 0.01 (default)", {},
+     [0, 30, 100, 300, 1000, 3000, 5000, 10000]),
+    ("same, seed 1", {"seed": 1}, [0, 1000, 3000, 5000]),
     ("mlp 100, sgd+momentum lr 0.01", {"width": 100}, [0, 300, 1000, 3000]),
     ("mlp 400, adam lr 0.001", {"optimizer": "adam", "lr": 1e-3}, [0, 100, 1000, 10000]),
     ("testnet, sgd+momentum lr 0.01", {"model": "testnet"}, [0, 100, 1000, 3000]),
     ("mlp 400, l2 penalty (F = 1)", {"method": "l2"}, [0.01, 0.1, 1, 10]),
-    ("mlp 400, default, 50 epochs (seed's -e 50)", {"epochs": 50}, [0, 1000]),
+    ("mlp 400, 50 epochs (the seed's -e 50)", {"epochs": 50}, [0, 1000, 3000, 10000, 30000]),
 ]
 
 

@@ -80,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--lambda", dest="lam", type=_non_negative, default=None,
         help=f"penalty strength λ, penalty = λ/2 Σ F_i (θ_i - θ*_i)² (default {d['lam']:g} for "
-        f"EWC, {DEFAULT_LAM['l2']:g} for l2)",
+        f"EWC, {DEFAULT_LAM['l2']:g} for l2). The longer task A is trained, the smaller its "
+        "Fisher on the samples it has learned, so long runs need a larger λ: with -e 50 "
+        "try --lambda 30000",
     )
     demo.add_argument("--model", choices=sorted(MODELS), default=d["model"], help="network")
     demo.add_argument(
@@ -201,6 +203,10 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
         bar.close()
         print("interrupted", file=sys.stderr)
         return 130
+    except FloatingPointError as err:  # lr * λ too large: partial_fit refused a step
+        bar.close()
+        print(f"ewclab demo: {err}", file=sys.stderr)
+        return 1
     bar.close()
     print(_table(history))
     if args.json:

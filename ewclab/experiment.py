@@ -59,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 64,
     "epochs": 5,
     "method": "ewc",
-    "lam": 1000.0,
+    "lam": 3000.0,
     "gamma": 1.0,
     "fisher": "empirical",
     "fisher_samples": 1000,

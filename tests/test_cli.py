@@ -46,6 +46,13 @@ def test_small_run_writes_plot_and_json(tmp_path, capsys):
     assert "backward transfer" in capsys.readouterr().out
 
 
+def test_divergence_is_reported_without_traceback(capsys):
+    argv = ["demo", "-e", "0.2", "--width", "8", "--quiet", "--ewc", "--lambda", "1e30"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "diverged" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     "argv",
     [
