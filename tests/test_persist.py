@@ -1,0 +1,128 @@
+"""save / load: exact round trips and clear errors for files that are not ewclab models."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from test_learner import _assert_same, _batch, _state
+
+from ewclab import persist
+from ewclab.models import MLP, AlexNet, TestNet
+
+
+def _trained(model):
+    X, y = _batch(48)
+    model.buffer.add("a", X, y)
+    model.fit(X, y, epochs=1, batch_size=16)
+    model.consolidate(X, y)
+    Xb, yb = _batch(48, seed=1)
+    model.buffer.add("b", Xb, (yb + 1) % 4)
+    model.fit(Xb, (yb + 1) % 4, epochs=1, batch_size=16)
+    model.consolidate(Xb, (yb + 1) % 4, fisher="exact")
+    model.ewc_lambda = 3.5
+    return model
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MLP(num_classes=4, hidden=(16, 8), device="cpu", seed=0, ewc_mode="online",
+                    ewc_gamma=0.5),
+        lambda: TestNet(num_classes=4, device="cpu", seed=0, optimizer="adam"),
+        lambda: AlexNet(num_classes=4, width=0.1, pool="never", device="cpu", seed=0),
+    ],
+)
+def test_round_trip_is_exact_and_training_continues_identically(make, tmp_path):
+    model = _trained(make())
+    path = tmp_path / "model.pt"
+    model.save(path)
+    loaded = type(model).load(path)
+    assert type(loaded) is type(model) and loaded.config == model.config
+    _assert_same(_state(loaded), _state(model))
+    assert len(loaded.ewc.tasks) == len(model.ewc.tasks) > 0
+    assert (loaded.ewc.lam, loaded.ewc.mode, loaded.ewc.gamma) == (
+        model.ewc.lam, model.ewc.mode, model.ewc.gamma)
+    X, y = _batch(32, seed=2)
+    for m in (model, loaded):
+        torch.manual_seed(0)
+        m.fit(X, y, epochs=1, batch_size=8)
+    _assert_same(_state(loaded), _state(model))
+
+
+def test_persist_load_returns_the_saved_class(tmp_path):
+    path = tmp_path / "mlp.pt"
+    MLP(num_classes=3, in_features=12, hidden=(5,), device="cpu").save(path)
+    model = persist.load(path)
+    assert isinstance(model, MLP) and model.config["hidden"] == (5,)
+    with pytest.raises(ValueError, match="holds a MLP, not a TestNet"):
+        TestNet.load(path)
+
+
+def test_truncated_file_raises_naming_the_file(tmp_path):
+    path = tmp_path / "model.pt"
+    _trained(MLP(num_classes=4, hidden=(8,), device="cpu")).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="model.pt"):
+        persist.load(path)
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda p: p.write_bytes(pickle.dumps(Evil())),
+        lambda p: torch.save({"weights": torch.randn(3)}, p),
+        lambda p: torch.save(Evil(), p),
+        lambda p: torch.save([1, 2, 3], p),
+        lambda p: p.write_bytes(b"not a model at all"),
+        lambda p: torch.save({"format": "ewclab.learner", "version": 99}, p),
+        lambda p: torch.save({"format": "ewclab.learner", "version": 1, "class": "Evil"}, p),
+    ],
+)
+def test_foreign_files_raise_a_clear_error(write, tmp_path, capsys):
+    path = tmp_path / "foreign.pt"
+    write(path)
+    with pytest.raises(ValueError, match="foreign.pt"):
+        persist.load(path)
+    assert "must never run" not in capsys.readouterr().out
+
+
+def test_damaged_state_inside_a_valid_file_raises(tmp_path):
+    path = tmp_path / "damaged.pt"
+    model = MLP(num_classes=4, hidden=(8,), device="cpu")
+    model.save(path)
+    payload = torch.load(path, weights_only=True)
+    payload["model"]["net.1.weight"] = torch.zeros(2, 2)
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="damaged.pt.*invalid"):
+        MLP.load(path)
+
+
+def test_load_does_not_disturb_the_global_rng(tmp_path):
+    path = tmp_path / "m.pt"
+    TestNet(device="cpu").save(path)
+    state = torch.get_rng_state()
+    TestNet.load(path, device="cpu")
+    assert torch.equal(torch.get_rng_state(), state)
+    assert np.isfinite(TestNet.load(path).predict_proba(np.zeros((1, 1, 28, 28)))).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_model_trains_and_loads_on_the_cpu(tmp_path):
+    model = _trained(TestNet(num_classes=4, device="cuda", seed=0))
+    assert next(model.parameters()).is_cuda and model.ewc.penalty().is_cuda
+    path = tmp_path / "cuda.pt"
+    model.save(path)
+    loaded = TestNet.load(path, device="cpu")
+    assert loaded.device == torch.device("cpu")
+    for a, b in zip(model.parameters(), loaded.parameters(), strict=True):
+        assert torch.equal(a.cpu(), b)
+    loaded.partial_fit(*_batch(8))
