@@ -1,7 +1,15 @@
 """ewclab: a hands-on lab for catastrophic forgetting and Elastic Weight Consolidation."""
 
+from ewclab.buffer import TaskBuffer
 from ewclab.data import Task, batchify, load_task, to_nchw
+from ewclab.ewc import EWC
+from ewclab.fisher import fisher_diagonal
+from ewclab.models import MLP, AlexNet, TestNet
+from ewclab.persist import load
 
 __version__ = "0.1.0"
 
-__all__ = ["Task", "batchify", "load_task", "to_nchw", "__version__"]
+__all__ = [
+    "EWC", "MLP", "AlexNet", "Task", "TaskBuffer", "TestNet", "__version__", "batchify",
+    "fisher_diagonal", "load", "load_task", "to_nchw",
+]

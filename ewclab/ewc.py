@@ -1,0 +1,278 @@
+"""The EWC penalty (Kirkpatrick et al., PNAS 2017) and its online and L2 variants.
+
+After learning a task, :meth:`EWC.consolidate` stores the diagonal Fisher F (see
+:mod:`ewclab.fisher`) and a detached copy θ* of the weights. While later tasks are learned
+the training loss gains
+
+    penalty = λ/2 · Σ_terms Σ_i F_i (θ_i − θ*_i)²,     ∂penalty/∂θ_i = λ · Σ_terms F_i (θ_i − θ*_i)
+
+so weights that mattered for earlier tasks (large F_i) are held near their old values.
+The modes differ only in which terms are kept:
+
+- ``"separate"``: one (F, θ*) per consolidated task (the paper);
+- ``"online"``: a single term, F ← γ·F + F_new and θ* ← the latest weights (Schwarz et al.
+  2018, "Progress & Compress"), constant memory in the number of tasks;
+- ``"l2"``: the paper's L2 baseline, one term per task with F = 1 (every weight equally
+  important).
+
+λ's scale: F is a *mean* over samples of squared per-sample gradients, so it does not
+change with the batch or sample count; λ = 0 is plain training.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ewclab.fisher import KINDS, fisher_diagonal
+
+MODES = ("separate", "online", "l2")
+
+
+@dataclass
+class Term:
+    """One penalty term: each weight's importance F and the value θ* it is pulled towards
+    (both dicts of tensors keyed like ``model.named_parameters()``; θ* is a detached copy)."""
+
+    fisher: dict[str, Tensor]
+    anchor: dict[str, Tensor]
+
+
+class EWC:
+    """Elastic Weight Consolidation penalty for ``model``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network whose trainable parameters are anchored.
+    lam : float, default 100.0
+        EWC strength λ >= 0 in penalty = λ/2 · Σ F_i (θ_i − θ*_i)².
+    mode : {"separate", "online", "l2"}, default "separate"
+        One term per task, one running term decayed by ``gamma``, or F = 1 per task.
+    gamma : float, default 1.0
+        Decay in (0, 1] of the old Fisher in ``"online"`` mode (1 = plain sum).
+    fisher : {"empirical", "exact", "sampled"}, default "empirical"
+        Default Fisher kind of :meth:`consolidate`.
+    batch_size : int, default 256
+        Samples per batched pass of the Fisher estimator.
+
+    Examples
+    --------
+    >>> ewc = EWC(model, lam=100.0)                       # doctest: +SKIP
+    >>> ewc.consolidate(X_a, y_a)                          # after task A  # doctest: +SKIP
+    >>> loss = F.cross_entropy(model(X_b), y_b) + ewc.penalty()   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lam: float = 100.0,
+        mode: str = "separate",
+        gamma: float = 1.0,
+        fisher: str = "empirical",
+        batch_size: int = 256,
+    ):
+        self.model = model
+        self.lam = lam
+        self.mode = mode
+        self.gamma = gamma
+        self.fisher = _check_kind(fisher)
+        self.batch_size = batch_size
+        self.tasks: list[Term] = []
+
+    # -- settings, validated on every assignment so a bad value never lands -------------------
+    @property
+    def lam(self) -> float:
+        """EWC strength λ >= 0 (0 = plain training)."""
+        return self._lam
+
+    @lam.setter
+    def lam(self, value: float) -> None:
+        self._lam = _check_real(value, "lam (the EWC strength λ)", low=0.0, low_open=False)
+
+    @property
+    def gamma(self) -> float:
+        """Decay γ in (0, 1] of the running Fisher in ``"online"`` mode."""
+        return self._gamma
+
+    @gamma.setter
+    def gamma(self, value: float) -> None:
+        self._gamma = _check_real(value, "gamma", low=0.0, low_open=True, high=1.0)
+
+    @property
+    def mode(self) -> str:
+        """``"separate"``, ``"online"`` or ``"l2"``; fixed once a task is consolidated."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {value!r}")
+        if getattr(self, "tasks", None) and value != self._mode:
+            raise ValueError(
+                f"cannot switch mode from {self._mode!r} to {value!r} after {len(self.tasks)} "
+                "consolidated task(s); create a new EWC (or a new model) instead"
+            )
+        self._mode = value
+
+    @property
+    def batch_size(self) -> int:
+        """Samples per batched pass of the Fisher estimator."""
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"batch_size must be a positive int, got {value!r}")
+        self._batch_size = int(value)
+
+    @classmethod
+    def l2(cls, model: nn.Module, lam: float = 1.0) -> EWC:
+        """The L2 baseline of the EWC paper: every weight anchored with F = 1."""
+        return cls(model, lam=lam, mode="l2")
+
+    # -- consolidation -----------------------------------------------------------------------
+    def consolidate(self, X: Any, y: Any = None, fisher: str | None = None) -> dict[str, Tensor]:
+        """Anchor the current weights with the Fisher of samples ``(X, y)`` of the task just
+        learned; return that Fisher (a dict of tensors keyed like ``named_parameters()``).
+
+        ``fisher`` overrides the default kind. The penalty term stored in ``"l2"`` mode uses
+        F = 1, but the returned Fisher is still the estimate (handy for plots). On bad input
+        the error comes from :func:`ewclab.fisher.fisher_diagonal` and nothing is stored.
+        """
+        kind = self.fisher if fisher is None else _check_kind(fisher)
+        F = fisher_diagonal(self.model, X, y, kind=kind, batch_size=self.batch_size)
+        self.add_task(F)
+        return F
+
+    def add_task(self, fisher: Mapping[str, Tensor]) -> None:
+        """Anchor the current weights with a precomputed Fisher (e.g. a cached one).
+
+        Raises ``ValueError`` when ``fisher``'s names or shapes do not match the model's
+        trainable parameters, or when it holds negative or non-finite values.
+        """
+        params = self._params()
+        F = _check_tensors(fisher, params, "fisher")
+        if any(bool((f < 0).any()) for f in F.values()):
+            raise ValueError("fisher must be >= 0 everywhere (it is a mean of squares)")
+        if self.mode == "l2":
+            F = {name: torch.ones_like(f) for name, f in F.items()}
+        anchor = {name: p.detach().clone() for name, p in params.items()}
+        if self.mode == "online" and self.tasks:
+            old = self.tasks[0].fisher
+            F = {name: self.gamma * old[name] + F[name] for name in F}
+            self.tasks = [Term(F, anchor)]
+        else:
+            self.tasks.append(Term(F, anchor))
+
+    def reset(self) -> None:
+        """Forget every consolidated task (the penalty becomes zero)."""
+        self.tasks = []
+
+    # -- the penalty ----------------------------------------------------------------------------
+    def penalty(self) -> Tensor:
+        """λ/2 · Σ_terms Σ_i F_i (θ_i − θ*_i)², a scalar tensor differentiable in θ."""
+        params = self._params()
+        first = next(iter(params.values()))
+        total = torch.zeros((), dtype=first.dtype, device=first.device)
+        if self.lam == 0 or not self.tasks:
+            return total
+        for term in self.tasks:
+            for name, theta in params.items():
+                total = total + (term.fisher[name] * (theta - term.anchor[name]) ** 2).sum()
+        return 0.5 * self.lam * total
+
+    # -- persistence ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Settings and every term's F and θ* (plain dicts, tensors and numbers only)."""
+        return {
+            "lam": self.lam,
+            "mode": self.mode,
+            "gamma": self.gamma,
+            "fisher": self.fisher,
+            "batch_size": self.batch_size,
+            "tasks": [
+                {
+                    "fisher": {k: v.detach().clone() for k, v in term.fisher.items()},
+                    "anchor": {k: v.detach().clone() for k, v in term.anchor.items()},
+                }
+                for term in self.tasks
+            ],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; on any mismatch raise ``ValueError`` and keep
+        the current state."""
+        try:
+            staged = EWC(
+                self.model, lam=state["lam"], mode=state["mode"], gamma=state["gamma"],
+                fisher=state["fisher"], batch_size=state["batch_size"],
+            )
+            params = self._params()
+            tasks = [
+                Term(*(_check_tensors(term[part], params, f"tasks[{t}][{part!r}]")
+                       for part in ("fisher", "anchor")))
+                for t, term in enumerate(state["tasks"])
+            ]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not an EWC state: missing or malformed {exc}") from exc
+        if staged.mode == "online" and len(tasks) > 1:
+            raise ValueError(f"an online EWC state holds one term, got {len(tasks)}")
+        self._lam, self._gamma, self._batch_size = staged.lam, staged.gamma, staged.batch_size
+        self._mode, self.fisher, self.tasks = staged.mode, staged.fisher, tasks
+
+    def __repr__(self) -> str:
+        return (
+            f"EWC(lam={self.lam:g}, mode={self.mode!r}, gamma={self.gamma:g}, "
+            f"fisher={self.fisher!r}, tasks={len(self.tasks)})"
+        )
+
+    def _params(self) -> dict[str, Tensor]:
+        return {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"fisher must be one of {KINDS}, got {kind!r}")
+    return kind
+
+
+def _check_real(
+    value: Any, name: str, low: float, low_open: bool, high: float = math.inf
+) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    if not math.isfinite(value) or too_low or value > high:
+        bracket = "(" if low_open else "["
+        upper = "inf)" if high == math.inf else f"{high:g}]"
+        raise ValueError(f"{name} must be in {bracket}{low:g}, {upper}, got {value!r}")
+    return value
+
+
+def _check_tensors(
+    tensors: Mapping[str, Tensor], params: Mapping[str, Tensor], what: str
+) -> dict[str, Tensor]:
+    """Detached float copies of ``tensors`` on the parameters' devices, checked name by name."""
+    if not isinstance(tensors, Mapping) or set(tensors) != set(params):
+        got = sorted(tensors) if isinstance(tensors, Mapping) else type(tensors).__name__
+        raise ValueError(f"{what} must have one tensor per trainable parameter "
+                         f"{sorted(params)}, got {got}")
+    out = {}
+    for name, p in params.items():
+        t = tensors[name]
+        if not torch.is_tensor(t) or t.shape != p.shape:
+            shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
+            raise ValueError(f"{what}[{name!r}] must have shape {tuple(p.shape)}, got {shape}")
+        t = t.detach().to(device=p.device, dtype=p.dtype, copy=True)
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{what}[{name!r}] holds NaN or inf values")
+        out[name] = t
+    return out
