@@ -290,7 +290,8 @@ def _fisher_arrays(fisher: object, model: object = None) -> dict[str, np.ndarray
     out = {}
     for name in names:
         value = fisher[name]
-        a = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value, dtype=float)
+        value = value.detach().cpu() if hasattr(value, "detach") else value
+        a = np.asarray(value, dtype=np.float32)  # float32 keeps AlexNet's 37M-value layer light
         if not np.all(np.isfinite(a)) or np.any(a < 0):
             raise ValueError(f"Fisher values must be finite and >= 0; {name!r} is not")
         out[name] = a
@@ -315,14 +316,17 @@ def _log_norm(*images: np.ndarray) -> LogNorm:
 
 def _pool(matrix: np.ndarray, limit: int = 300) -> tuple[np.ndarray, str]:
     """Block-average a large matrix down to at most ``limit`` pixels per side."""
-    fr, fc = -(-matrix.shape[0] // limit), -(-matrix.shape[1] // limit)
+    (h, w), (fr, fc) = matrix.shape, (-(-matrix.shape[0] // limit), -(-matrix.shape[1] // limit))
     if fr == fc == 1:
         return matrix, ""
-    rows, cols = -(-matrix.shape[0] // fr) * fr, -(-matrix.shape[1] // fc) * fc
-    padded = np.full((rows, cols), np.nan)
-    padded[: matrix.shape[0], : matrix.shape[1]] = matrix
-    blocks = padded.reshape(rows // fr, fr, cols // fc, fc)
-    return np.nanmean(blocks, axis=(1, 3)), f", {fr}×{fc} means"
+    rows, cols = -(-h // fr) * fr, -(-w // fc) * fc
+    padded = np.zeros((rows, cols), dtype=matrix.dtype)
+    padded[:h, :w] = matrix
+    sums = padded.reshape(rows // fr, fr, cols // fc, fc).sum(axis=(1, 3))
+    counts = np.outer(
+        np.minimum(fr, h - np.arange(0, rows, fr)), np.minimum(fc, w - np.arange(0, cols, fc))
+    )
+    return sums / counts, f"\nmeans of {fr}×{fc} blocks"
 
 
 def _layer_view(name: str, a: np.ndarray) -> _View:
@@ -335,7 +339,7 @@ def _layer_view(name: str, a: np.ndarray) -> _View:
         for f, kernel in enumerate(a.sum(axis=1)):
             r, c = divmod(f, ncols)
             img[r * (kh + 1) : r * (kh + 1) + kh, c * (kw + 1) : c * (kw + 1) + kw] = kernel
-        title = f"{name}: {out} filters {kh}×{kw}\nΣ over {cin} input channels"
+        title = f"{name}\n{out} filters {kh}×{kw}\nsummed over {cin} channels"
         return _View(img, title, f"{ncols} filters per row", "filter rows")
     if a.ndim == 1:
         return _View(a[None, :], f"{name}\n{a.size} values", "index", "")
@@ -351,10 +355,13 @@ def _input_view(name: str, a: np.ndarray) -> _View | None:
     if a.ndim == 2 and a.shape[1] % 784 == 0:
         pixels = a.sum(axis=0).reshape(-1, 28, 28).sum(axis=0)
         return _View(
-            pixels, f"{name} → input pixels\nwhich pixels matter", "pixel column", "pixel row"
+            pixels,
+            f"{name}\nsummed onto input pixels:\nwhich pixels matter",
+            "pixel column",
+            "pixel row",
         )
     if a.ndim == 4:
-        title = f"{name}: conv (no pixel map)\nkernel Σ over all filters"
+        title = f"{name}\nconvolution, so no pixel map:\nkernel summed over filters"
         return _View(a.sum(axis=(0, 1)), title, "kernel column", "kernel row")
     return None
 
@@ -372,6 +379,7 @@ def _heatmap(
     if isinstance(norm, LogNorm):
         img = np.where(np.isnan(img), np.nan, np.maximum(img, norm.vmin))
     square = img.shape[0] <= 2 * img.shape[1] and img.shape[1] <= 2 * img.shape[0]
+    square = square and view.extent is None  # matrices fill the panel
     im = ax.imshow(
         img,
         norm=norm,
@@ -380,7 +388,7 @@ def _heatmap(
         interpolation="nearest",
         extent=view.extent,
     )
-    ax.set_title(view.title, fontsize=9.5)
+    ax.set_title(view.title, fontsize=9)
     ax.set_xlabel(view.xlabel)
     ax.set_ylabel(view.ylabel)
     if img.shape[0] == 1:
@@ -390,18 +398,26 @@ def _heatmap(
 
 def _histogram(ax, series: Sequence[tuple[str, np.ndarray]], colours: Sequence[str]) -> None:
     """Overlaid step histograms of Fisher values on log-spaced bins (zeros counted apart)."""
-    positive = [v[v > 0] for _, v in series]
-    pooled = np.concatenate(positive)
-    if pooled.size == 0:
+    logs = [np.log10(v[v > 0]) for _, v in series]
+    nonempty = [x for x in logs if x.size]
+    if not nonempty:
         ax.text(0.5, 0.5, "all Fisher values are zero", transform=ax.transAxes, ha="center")
     else:
-        lo, hi = pooled.min(), pooled.max()
-        bins = np.geomspace(lo, hi * 1.0001 if hi > lo else lo * 10, 60)
-        for (label, v), values, colour in zip(series, positive, colours, strict=False):
-            zeros = v.size - values.size
+        lo, hi = min(x.min() for x in nonempty), max(x.max() for x in nonempty)
+        edges = np.linspace(lo, max(hi, lo + 1) + 1e-6, 61)  # uniform in log10: fast binning
+        for k, ((label, v), x) in enumerate(zip(series, logs, strict=True)):
+            zeros = v.size - x.size
             label += f" ({zeros / v.size:.0%} zeros, not shown)" if zeros else ""
-            share = np.full(values.size, 1 / max(v.size, 1))
-            ax.hist(values, bins, weights=share, histtype="step", lw=1.6, color=colour, label=label)
+            counts, _ = np.histogram(x, edges)
+            style = ("solid", "dashed", "dotted")[k // len(colours) % 3]
+            ax.stairs(
+                counts / max(v.size, 1),
+                10**edges,
+                lw=1.6,
+                ls=style,
+                color=colours[k % len(colours)],
+                label=label,
+            )
         ax.set_xscale("log")
         ax.legend(fontsize=8.5, framealpha=0.9, loc="upper left")
     ax.set_title("Distribution of Fisher values", fontsize=10)
@@ -514,8 +530,8 @@ def plot_fisher_compare(
     norm = _log_norm(va.img, vb.img)
     fig = _figure((WIDTH, 6.8))
     axes = fig.subplot_mosaic([["a", "b", "r"], ["h", "h", "h"]], height_ratios=[1.15, 1])
-    _heatmap(fig, axes["a"], va._replace(title=f"{labels[0]}\n{va.title}"), norm=norm)
-    _heatmap(fig, axes["b"], vb._replace(title=f"{labels[1]}\n{vb.title}"), norm=norm)
+    _heatmap(fig, axes["a"], va._replace(title=f"{labels[0]} · {va.title}"), norm=norm)
+    _heatmap(fig, axes["b"], vb._replace(title=f"{labels[1]} · {vb.title}"), norm=norm)
     ratio = np.log10(np.maximum(vb.img, norm.vmin) / np.maximum(va.img, norm.vmin))
     limit = max(float(np.nanmax(np.abs(ratio))), 1e-3)
     title = (
