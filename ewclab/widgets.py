@@ -84,6 +84,33 @@ def _show(out: w.Output, fig: Figure) -> None:
     out.outputs = (_png_output(fig),)
 
 
+def _check_options(
+    model: str, lam: float, epochs_a: int, epochs_b: int, fisher: str, fisher_samples: int,
+    cache: TaskACache | None,
+) -> None:
+    """Raise ValueError/TypeError, saying what was expected, for a bad playground setting."""
+    if model not in MODEL_CHOICES:
+        raise ValueError(f"model must be one of {list(MODEL_CHOICES)}, got {model!r}")
+    lo, hi = 10 ** LAM_EXPONENTS[0], 10 ** LAM_EXPONENTS[1]
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
+        raise TypeError(f"lam must be a number, got {type(lam).__name__}: {lam!r}")
+    if not (lam == 0 or lo <= lam <= hi):
+        raise ValueError(f"lam must be 0 (no EWC) or in [{lo:g}, {hi:g}], got {lam!r}")
+    counts = {"epochs_a": epochs_a, "epochs_b": epochs_b, "fisher_samples": fisher_samples}
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
+    for name, value in (("epochs_a", epochs_a), ("epochs_b", epochs_b)):
+        if not 1 <= value <= MAX_EPOCHS:
+            raise ValueError(f"{name} must be in [1, {MAX_EPOCHS}], got {value!r}")
+    if fisher_samples < 1:
+        raise ValueError(f"fisher_samples must be >= 1, got {fisher_samples}")
+    if fisher not in KINDS:
+        raise ValueError(f"fisher must be one of {list(KINDS)}, got {fisher!r}")
+    if cache is not None and not isinstance(cache, TaskACache):
+        raise TypeError(f"cache must be a TaskACache or None, got {type(cache).__name__}")
+
+
 def _how(s: Mapping) -> str:
     """The method of a run's settings, in words."""
     return f"EWC λ = {s['lam']:.4g}" if s["method"] == "ewc" else "plain SGD (λ = 0)"
@@ -178,26 +205,7 @@ class EWCPlayground:
                 )
             pair = f"{given[0].name}->{given[1].name} (given)"
             self._pairs[pair] = given
-        if model not in MODEL_CHOICES:
-            raise ValueError(f"model must be one of {list(MODEL_CHOICES)}, got {model!r}")
-        lo, hi = 10 ** LAM_EXPONENTS[0], 10 ** LAM_EXPONENTS[1]
-        if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not (
-            lam == 0 or lo <= lam <= hi
-        ):
-            raise ValueError(f"lam must be 0 (no EWC) or in [{lo:g}, {hi:g}], got {lam!r}")
-        for name, value in (("epochs_a", epochs_a), ("epochs_b", epochs_b)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (
-                1 <= value <= MAX_EPOCHS
-            ):
-                raise ValueError(f"{name} must be an int in [1, {MAX_EPOCHS}], got {value!r}")
-        if fisher not in KINDS:
-            raise ValueError(f"fisher must be one of {list(KINDS)}, got {fisher!r}")
-        if isinstance(fisher_samples, bool) or not isinstance(fisher_samples, numbers.Integral):
-            raise TypeError(f"fisher_samples must be an int, got {fisher_samples!r}")
-        if fisher_samples < 1:
-            raise ValueError(f"fisher_samples must be >= 1, got {fisher_samples}")
-        if cache is not None and not isinstance(cache, TaskACache):
-            raise TypeError(f"cache must be a TaskACache or None, got {type(cache).__name__}")
+        _check_options(model, lam, epochs_a, epochs_b, fisher, fisher_samples, cache)
 
         self.cache = TaskACache() if cache is None else cache
         self.seed = seed
