@@ -158,9 +158,7 @@ class EWC:
         trainable parameters, or when it holds negative or non-finite values.
         """
         params = self._params()
-        F = _check_tensors(fisher, params, "fisher")
-        if any(bool((f < 0).any()) for f in F.values()):
-            raise ValueError("fisher must be >= 0 everywhere (it is a mean of squares)")
+        F = _check_fisher(fisher, params, "fisher")
         if self.mode == "l2":
             F = {name: torch.ones_like(f) for name, f in F.items()}
         anchor = {name: p.detach().clone() for name, p in params.items()}
@@ -216,8 +214,8 @@ class EWC:
             )
             params = self._params()
             tasks = [
-                Term(*(_check_tensors(term[part], params, f"tasks[{t}][{part!r}]")
-                       for part in ("fisher", "anchor")))
+                Term(_check_fisher(term["fisher"], params, f"tasks[{t}]['fisher']"),
+                     _check_tensors(term["anchor"], params, f"tasks[{t}]['anchor']"))
                 for t, term in enumerate(state["tasks"])
             ]
         except (KeyError, TypeError) as exc:
@@ -255,6 +253,16 @@ def _check_real(
         upper = "inf)" if high == math.inf else f"{high:g}]"
         raise ValueError(f"{name} must be in {bracket}{low:g}, {upper}, got {value!r}")
     return value
+
+
+def _check_fisher(
+    fisher: Mapping[str, Tensor], params: Mapping[str, Tensor], what: str
+) -> dict[str, Tensor]:
+    """Like :func:`_check_tensors`, and every value >= 0 (a Fisher is a mean of squares)."""
+    F = _check_tensors(fisher, params, what)
+    if any(bool((f < 0).any()) for f in F.values()):
+        raise ValueError(f"{what} must be >= 0 everywhere (it is a mean of squares)")
+    return F
 
 
 def _check_tensors(
