@@ -282,11 +282,12 @@ class Learner(nn.Module):
         return float((self.predict(X, batch_size) == y.cpu().numpy()).mean())
 
     # -- EWC ---------------------------------------------------------------------------------
-    def consolidate(self, X: Any, y: Any = None, fisher: str = "empirical") -> dict[str, Tensor]:
+    def consolidate(self, X: Any, y: Any = None, fisher: str | None = None) -> dict[str, Tensor]:
         """Anchor the current weights with a Fisher computed on samples ``(X, y)`` of the task
         just learned (call it after each task, before the next).
 
-        ``fisher`` is "empirical" (true labels y), "exact" or "sampled". Returns the Fisher
+        ``fisher`` is "empirical" (true labels y), "exact" or "sampled"; by default the
+        kind the model was built with (its ``fisher`` option). Returns the Fisher
         (dict of tensors by parameter name). Samples can come from ``self.buffer``:
         ``model.consolidate(*model.buffer.get("mnist"))``.
         """
