@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +38,16 @@ def _positive(kind: type) -> callable:
     return parse
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def _non_negative(text: str) -> float:
     try:
         value = float(text)
@@ -44,6 +56,15 @@ def _non_negative(text: str) -> float:
     if not 0 <= value < math.inf:
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show "(default: X)" only for options whose default is a value, not None or False."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
             "A is forgotten; with --ewc it is kept. Replaces the seed's "
             "'python3 demo.py -e 50 [--ewc]'."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     d = DEFAULTS
     demo.add_argument(
@@ -80,9 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--lambda", dest="lam", type=_non_negative, default=None,
         help=f"penalty strength λ, penalty = λ/2 Σ F_i (θ_i - θ*_i)² (default {d['lam']:g} for "
-        f"EWC, {DEFAULT_LAM['l2']:g} for l2). The longer task A is trained, the smaller its "
-        "Fisher on the samples it has learned, so long runs need a larger λ: with -e 50 "
-        "try --lambda 30000",
+        f"EWC, {DEFAULT_LAM['l2']:g} for l2). Too large a λ makes SGD diverge (the run stops "
+        "and says so): it needs lr·λ·max F < 2(1 + momentum) = 3.8",
     )
     demo.add_argument("--model", choices=sorted(MODELS), default=d["model"], help="network")
     demo.add_argument(
@@ -94,7 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--batch-size", type=_positive(int), default=d["batch_size"], help="samples per step"
     )
-    demo.add_argument("--fisher", choices=KINDS, default=d["fisher"], help="Fisher kind")
+    demo.add_argument(
+        "--fisher", choices=KINDS, default=d["fisher"],
+        help="Fisher kind: exact (labels weighted by the model's prediction), empirical "
+        "(true labels; it all but vanishes on samples the model has learned by heart, so "
+        "long runs need a much larger λ) or sampled (one label drawn per sample)",
+    )
     demo.add_argument(
         "--fisher-samples", type=_positive(int), default=d["fisher_samples"],
         help="training samples per task kept for its Fisher",
@@ -107,9 +132,14 @@ def _parser() -> argparse.ArgumentParser:
         "--full-data", metavar="ROOT", default=None,
         help="use the full 60k/10k datasets found under ROOT instead of the bundled subsets",
     )
-    demo.add_argument("--seed", type=int, default=d["seed"], help="random seed")
+    demo.add_argument("--seed", type=_seed, default=d["seed"], help="random seed")
     demo.add_argument("--plot", metavar="PNG", help="save the accuracy curves to this file")
     demo.add_argument("--json", metavar="JSON", help="save settings and accuracy matrix here")
+    demo.add_argument(
+        "--threads", type=_positive(int), default=None,
+        help="torch CPU threads (default: torch's choice, one per core); on a CPU shared with "
+        "other jobs 1 can be several times faster",
+    )
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -121,6 +151,28 @@ def _method(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     if method == "sgd" and args.lam not in (None, 0.0):
         parser.error("--lambda needs a penalty: add --ewc (or --method l2 / online-ewc)")
     return method
+
+
+def _check_outputs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuse --plot / --json paths that could not be written, before any training."""
+    for option, path in (("--plot", args.plot), ("--json", args.json)):
+        if path is None:
+            continue
+        folder = Path(path).resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            parser.error(f"{option} {path}: {folder} is not a writable folder")
+        if Path(path).is_dir():
+            parser.error(f"{option} {path}: is a folder, expected a file name")
+    if args.plot is not None:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = FigureCanvasBase.get_supported_filetypes()
+        suffix = Path(args.plot).suffix.lstrip(".").lower()
+        if suffix not in formats:
+            parser.error(
+                f"--plot {args.plot}: expected a file name ending in one of "
+                f"{', '.join('.' + f for f in sorted(formats))} (e.g. curves.png)"
+            )
 
 
 def _table(history) -> str:
@@ -165,6 +217,7 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
     from ewclab.scenarios import get_scenario
 
     method = _method(args, parser)
+    _check_outputs(args, parser)
     if args.width is not None and args.model == "testnet":
         parser.error("--width: testnet has a fixed size")
     if args.width is not None and args.model == "mlp" and not args.width.is_integer():
@@ -205,10 +258,25 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
         return 130
     except FloatingPointError as err:  # lr * λ too large: partial_fit refused a step
         bar.close()
-        print(f"ewclab demo: {err}", file=sys.stderr)
+        print(
+            f"ewclab demo: {err}\nSGD stays stable on the penalty only while "
+            "lr·λ·max F < 3.8, and the default λ was chosen for mnist->fashion: try a "
+            "smaller --lambda (benchmarks/RESULTS.md lists λ that work for each --tasks).",
+            file=sys.stderr,
+        )
         return 1
     bar.close()
     print(_table(history))
+    try:
+        _save(history, args)
+    except OSError as err:
+        print(f"ewclab demo: could not write the results: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _save(history, args: argparse.Namespace) -> None:
+    """Write --json (settings, accuracy matrix, curves) and --plot (accuracy curves)."""
     if args.json:
         from ewclab.metrics import average_accuracy
 
@@ -220,7 +288,6 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
         from ewclab.plots import plot_accuracy
 
         plot_accuracy(history).savefig(args.plot, dpi=120, bbox_inches="tight")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None, *, cache: TaskACache | None = None) -> int:
@@ -235,4 +302,13 @@ def main(argv: Sequence[str] | None = None, *, cache: TaskACache | None = None) 
     """
     parser = _parser()
     args = parser.parse_args(argv)
-    return _demo(args, parser, cache)
+    if args.threads is None:
+        return _demo(args, parser, cache)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _demo(args, parser, cache)
+    finally:
+        torch.set_num_threads(threads)

@@ -6,10 +6,24 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from ewclab.cli import main
 from ewclab.experiment import TaskACache
+from ewclab.idx import write_idx
+from ewclab.sources import FILES, TORCHVISION_FOLDER
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run these tests on one torch thread: on a CPU shared with other jobs, two OpenMP
+    threads waiting for each other made them several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _matrix(path) -> list[list[float]]:
@@ -46,6 +60,14 @@ def test_small_run_writes_plot_and_json(tmp_path, capsys):
     assert "backward transfer" in capsys.readouterr().out
 
 
+def test_threads_are_set_for_the_run_and_restored(monkeypatch):
+    before, seen = torch.get_num_threads(), []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n) or real(n))
+    assert main(["demo", "-e", "0.02", "--width", "8", "--quiet", "--threads", "2"]) == 0
+    assert seen == [2, before] and torch.get_num_threads() == before
+
+
 def test_divergence_is_reported_without_traceback(capsys):
     argv = ["demo", "-e", "0.2", "--width", "8", "--quiet", "--ewc", "--lambda", "1e30"]
     assert main(argv) == 1
@@ -69,6 +91,10 @@ def test_divergence_is_reported_without_traceback(capsys):
         ["demo", "--batch-size", "1.5"],
         ["demo", "--model", "testnet", "--width", "3"],
         ["demo", "--full-data", "/nonexistent/ewclab-data"],
+        ["demo", "--seed", "-1"],
+        ["demo", "--threads", "0"],
+        ["demo", "--seed", "1.5"],
+        ["demo", "--plot", "curves.notaformat"],
     ],
 )
 def test_bad_options_are_usage_errors(argv, capsys):
@@ -79,11 +105,39 @@ def test_bad_options_are_usage_errors(argv, capsys):
     assert "usage:" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_unwritable_outputs_are_usage_errors_before_training(tmp_path, option, capsys):
+    for path in (tmp_path / "missing" / "out.png", tmp_path):
+        with pytest.raises(SystemExit) as exc:
+            main(["demo", option, str(path)])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert option in err and "Traceback" not in err
+
+
+def test_full_data_root_is_used(tmp_path):
+    """--full-data ROOT reads the datasets found there (tiny ones here), not the bundled."""
+    rng = np.random.default_rng(0)
+    for folder in TORCHVISION_FOLDER.values():
+        raw = tmp_path / folder / "raw"
+        raw.mkdir(parents=True)
+        for split, n in (("train", 40), ("test", 20)):
+            write_idx(raw / FILES[split, "images"], rng.integers(0, 256, (n, 28, 28), np.uint8))
+            write_idx(raw / FILES[split, "labels"], rng.integers(0, 10, n, np.uint8))
+    out = tmp_path / "run.json"
+    argv = ["demo", "--full-data", str(tmp_path), "-e", "1", "--batch-size", "20",
+            "--width", "8", "--quiet", "--json", str(out)]
+    assert main(argv) == 0
+    d = json.loads(out.read_text())
+    assert d["boundaries"] == [0, 2] and d["steps"][-1] == 4  # 40 samples / batch 20
+
+
 def test_help_explains_epochs(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--help"])
     assert exc.value.code == 0
-    assert "partial_fit" in capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "passes over each task's training set" in text and "partial_fit" in text
 
 
 def test_python_m_ewclab_usage_error():

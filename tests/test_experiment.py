@@ -238,6 +238,7 @@ def test_cache_entries_are_not_changed_by_reuse(tasks):
         (dict(model="resnet"), ValueError),
         (dict(model="testnet", width=3), ValueError),
         (dict(seed=1.5), TypeError),
+        (dict(seed=-1), ValueError),
     ],
 )
 def test_run_sequence_rejects_bad_arguments(tasks, kwargs, error):
