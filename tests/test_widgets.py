@@ -14,7 +14,7 @@ from ipywidgets import FloatLogSlider
 
 from ewclab import plots
 from ewclab.data import load_task
-from ewclab.experiment import TaskACache, make_model
+from ewclab.experiment import DEFAULTS, TaskACache, make_model
 from ewclab.fisher import fisher_diagonal
 from ewclab.widgets import EWCPlayground, FisherExplorer
 
@@ -92,7 +92,7 @@ def test_dom_contract(tasks):
     assert "ewclab-result" in pg.result._dom_classes
     assert "ewclab-plot" in pg.plot._dom_classes
     _assert_idle(pg)
-    assert pg.lam_slider.value == pytest.approx(3000.0)
+    assert pg.lam_slider.value == pytest.approx(DEFAULTS["lam"])
     assert hasattr(pg, "_ipython_display_")
 
 
@@ -155,13 +155,13 @@ def test_ewc_toggle_off_trains_plain_sgd(tasks):
     assert pg.results[0]["method"] == "sgd" and pg.results[0]["lam"] == 0.0
     assert "plain SGD" in pg.result.value
     pg.ewc_toggle.value = True
-    assert not pg.lam_slider.disabled and pg.lam == pytest.approx(3000.0)
+    assert not pg.lam_slider.disabled and pg.lam == pytest.approx(DEFAULTS["lam"])
 
 
 def test_lam_zero_starts_with_ewc_off(tasks):
     pg = _playground(tasks, lam=0)
     assert not pg.ewc_toggle.value and pg.method == "sgd"
-    assert pg.lam_slider.value == pytest.approx(3000.0)
+    assert pg.lam_slider.value == pytest.approx(DEFAULTS["lam"])
 
 
 def test_stop_halts_quickly_and_run_while_running_is_a_no_op(long_tasks):
