@@ -1,7 +1,8 @@
 """Run every ``benchmarks/bench_*.py`` and rewrite ``benchmarks/RESULTS.md``.
 
     python benchmarks/run_all.py            # all benchmarks; keeps the λ/model grid section
-    python benchmarks/run_all.py --grid     # ... and re-measures the grid (slow, ~10 min)
+    python benchmarks/run_all.py --grid     # ... and re-measures the grid (slow, ~30 min)
+    python benchmarks/run_all.py --grid-only    # re-measure the grid only, keep the rest
     python benchmarks/run_all.py --only demo,memory   # print some sections, write nothing
 
 Each ``bench_*.py`` exposes ``run() -> str``, a markdown section measured in one run. A
@@ -27,12 +28,28 @@ sys.path.insert(0, str(HERE.parent))
 
 RESULTS = HERE / "RESULTS.md"
 #: The benchmarks in report order (any other bench_*.py found is run after these).
-EXPECTED = ["step", "penalty", "fisher", "demo", "roofline", "memory"]
+EXPECTED = ["step", "fisher", "demo", "roofline", "memory"]
 GRID_START, GRID_END = "<!-- grid:start -->", "<!-- grid:end -->"
 
 
-def machine() -> str:
-    """Markdown lines describing this machine and software."""
+def _ram() -> str:
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return "RAM unknown"
+    return f"{pages * size / 2**30:.1f} GiB RAM"
+
+
+def load() -> str:
+    """The 1/5/15-minute load averages, or a note where the system has none."""
+    try:
+        return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except (AttributeError, OSError):
+        return "load average unknown"
+
+
+def machine(load_at_start: str) -> str:
+    """Markdown lines describing this machine, its load and the software."""
     import torch
 
     cpu = platform.processor() or "unknown CPU"
@@ -46,11 +63,13 @@ def machine() -> str:
     return "\n".join([
         "## Machine",
         "",
-        f"- CPU: {cpu}, {os.cpu_count()} logical cores visible, "
-        f"torch uses {torch.get_num_threads()} threads",
+        f"- CPU: {cpu}, {os.cpu_count()} logical cores visible "
+        f"({len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} "
+        f"usable), {_ram()}; torch uses {torch.get_num_threads()} threads",
         f"- torch {torch.__version__}, numpy {__import__('numpy').__version__}, "
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}",
-        f"- measured {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        f"- measured {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; {load_at_start} "
+        f"at the start, {load()} at the end",
     ])
 
 
@@ -92,19 +111,33 @@ def grid_section(regenerate: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", action="store_true", help="re-measure the λ/model grid")
+    parser.add_argument("--grid-only", action="store_true",
+                        help="re-measure the grid and keep every other section of RESULTS.md")
     parser.add_argument("--only", help="comma-separated benchmark names; print, do not write")
     args = parser.parse_args(argv)
+    if args.grid_only:
+        old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results"
+        new = grid_section(regenerate=True)
+        pattern = re.escape(GRID_START) + r".*?" + re.escape(GRID_END)
+        text = (re.sub(pattern, lambda _: new, old, flags=re.S) if re.search(pattern, old, re.S)
+                else old.rstrip() + "\n\n" + new)
+        RESULTS.write_text(text.rstrip() + "\n", encoding="utf-8")
+        print(f"wrote the grid into {RESULTS}", file=sys.stderr)
+        return 0
     if args.only:
         for name in args.only.split(","):
             print(run_one(name.strip()), end="\n\n")
         return 0
+    at_start = load()
     names = bench_names() + [n for n in EXPECTED if n not in bench_names()]
     sections = [run_one(name) for name in names]
     text = "\n\n".join([
         "# Benchmark results",
         "Written by `make bench` (`python benchmarks/run_all.py`); every number in a "
-        "section comes from one run on the machine below. Targets are stated per section.",
-        machine(),
+        "section comes from one run on the machine below. Targets are stated per section. "
+        "Seconds depend on the machine and on whatever else runs on it (see the load "
+        "averages): compare the ratios, which are measured side by side in the same run.",
+        machine(at_start),
         *sections,
         grid_section(args.grid),
     ])
