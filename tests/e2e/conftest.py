@@ -42,8 +42,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 INSTALL_HINT = (
-    "install them with `apt-get install -y chromium` and `.venv/bin/pip install -e .[test]` "
-    "(EWCLAB_CHROMIUM=/path/to/chromium picks another binary)"
+    "install Chromium with `apt-get install -y chromium` and Playwright with "
+    "`.venv/bin/pip install -e .[test]` (EWCLAB_CHROMIUM=/path/to/chromium picks another binary)"
 )
 SERVER_START_S = 90.0
 SERVER_STOP_S = 15.0

@@ -324,8 +324,7 @@ def test_widget_smoke(page, lab, artifacts: Path) -> None:
 
 def test_ewc_lesson(page, lab, artifacts: Path) -> None:
     """Notebook 02 runs without errors and its EWC playground trains, redraws and stops."""
-    if not (lab.root / LESSON).exists():
-        pytest.skip(f"{LESSON} does not exist yet")
+    assert (lab.root / LESSON).exists(), f"{LESSON} is missing"
     timings, start = {}, time.monotonic()
     _open(page, lab, LESSON)
     _clear_outputs(page)
