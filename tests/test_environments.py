@@ -61,6 +61,15 @@ def test_root_environment_installs_ewclab_and_binder_postbuild_does() -> None:
     assert "pip install --no-deps -e ." in post
 
 
+def test_binder_start_runs_torch_on_one_thread_then_the_session() -> None:
+    """Binder's container sees every host core but gets about one CPU."""
+    start = ROOT / "binder" / "start"
+    text = start.read_text()
+    assert start.stat().st_mode & 0o111, "binder/start must be executable"
+    assert text.startswith("#!/usr/bin/env bash") and "OMP_NUM_THREADS=1" in text
+    assert text.rstrip().endswith('exec "$@"')
+
+
 def test_pyproject_has_lower_bounds_only() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = list(project["dependencies"])
