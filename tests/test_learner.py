@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from ewclab.fisher import fisher_diagonal
 from ewclab.models import MLP, AlexNet, TestNet
 
 
@@ -269,3 +270,14 @@ def test_diverging_ewc_training_stops_with_the_last_good_state():
     else:
         pytest.fail("λ·lr = 5e11 should diverge")
     _assert_same(_state(model), before)
+
+
+def test_consolidate_uses_the_models_fisher_kind_unless_told():
+    X, y = _batch()
+    exact = _mlp(fisher="exact")
+    exact.partial_fit(X, y)
+    expected = fisher_diagonal(exact, X, y, kind="exact")
+    got = exact.consolidate(X, y)
+    assert all(torch.allclose(got[k], expected[k]) for k in expected)
+    empirical = exact.consolidate(X, y, fisher="empirical")
+    assert not all(torch.allclose(empirical[k], expected[k]) for k in expected)
