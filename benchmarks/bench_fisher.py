@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import copy
 import os
-import platform
 import sys
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from run_all import cpu_model
 from torch import Tensor, nn
 
 from ewclab import fisher as fm
@@ -226,15 +225,7 @@ def _err(value: float | None) -> str:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}"
+    return f"{cpu_model()}, {os.cpu_count()} logical cores, torch {torch.__version__}"
 
 
 def _verdict(name: str, kind: str, plain: float, ours: float, loop: float) -> str:
