@@ -153,11 +153,12 @@ def penalty_section(batch: int = 64) -> str:
         )
     if any("missed" in v for v in verdicts):
         verdicts.append(
-            "- Where missed: the penalty λ/2 Σ F (θ − θ*)² goes through autograd over every "
-            "weight (478k for the MLP): a handful of element-wise passes over weight-sized "
-            "tensors forward and as many backward, per term. At batch 64 the MLP's own step "
-            "is only three small matrix products, so these passes are a large share of it; "
-            "TestNet has few weights and much more arithmetic per weight."
+            "- Where missed: the penalty λ/2 Σ F (θ − θ*)² touches every weight (478k for "
+            "the MLP) once per term: even fused (θ − θ*, then F·(θ − θ*), a dot product, and "
+            "one scaling backward) that is a few element-wise passes over weight-sized tensors "
+            "plus the gradient accumulation. At batch 64 the MLP's own step is only three "
+            "small matrix products, so these passes are a large share of it; TestNet has few "
+            "weights and much more arithmetic per weight."
         )
     return "\n".join([
         "## 2. EWC penalty: partial_fit with consolidated tasks vs with none",
