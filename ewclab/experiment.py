@@ -33,6 +33,7 @@ from ewclab.history import History
 from ewclab.learner import Learner
 from ewclab.models import MLP, AlexNet, TestNet
 from ewclab.scenarios import get_scenario
+from ewclab.settings import DEMO, METHODS, defaults
 
 __all__ = [
     "DEFAULTS",
@@ -48,36 +49,27 @@ __all__ = [
     "train_on_task",
 ]
 
-#: The demo's settings (``ewclab demo``, notebooks, widgets), chosen by measurement on the
-#: bundled data: see benchmarks/RESULTS.md for the grid they came from. The Fisher is the
-#: exact one (every label weighted by the model's own prediction), not the empirical one
-#: (true labels): on training samples the model predicts with confidence p, the empirical
-#: Fisher shrinks like (1 - p)² but the exact one like (1 - p) (Kunstner et al. 2019). After
-#: the seed's 50 epochs the empirical Fisher of task A was ~30x smaller than the exact one
-#: and no λ that 5 epochs can bear kept task A; with the exact Fisher λ = 2000 keeps it after
-#: 5 and after 50 epochs. SGD stays stable on the penalty only while lr·λ·max F <
-#: 2(1 + momentum) = 3.8: λ = 2000 leaves a factor 2 after 5 epochs (max F ≈ 0.09).
+#: The demo's settings (``ewclab demo``, notebooks, widgets) as a dict, for code that reads
+#: ``DEFAULTS["lam"]``; the table they come from, with a reason for each value, is
+#: :mod:`ewclab.settings` (``defaults(tasks, model, method)``).
 DEFAULTS: dict[str, Any] = {
-    "tasks": "mnist->fashion",
-    "model": "mlp",
-    "width": 400,
-    "lr": 0.01,
-    "optimizer": "sgd",
-    "batch_size": 64,
-    "epochs": 5,
-    "method": "ewc",
-    "lam": 2000.0,
-    "gamma": 1.0,
-    "fisher": "exact",
-    "fisher_samples": 1000,
-    "seed": 0,
+    "tasks": DEMO.tasks,
+    "model": DEMO.model,
+    "width": DEMO.width,
+    "lr": DEMO.lr,
+    "optimizer": DEMO.optimizer,
+    "batch_size": DEMO.batch_size,
+    "epochs": DEMO.epochs,
+    "method": DEMO.method,
+    "lam": DEMO.lam,
+    "gamma": DEMO.gamma,
+    "fisher": DEMO.fisher,
+    "fisher_samples": DEMO.fisher_samples,
+    "seed": DEMO.seed,
 }
 
-#: Default λ per method: the L2 penalty (F = 1) needs a much smaller λ than EWC.
-DEFAULT_LAM = {"sgd": 0.0, "ewc": DEFAULTS["lam"], "online-ewc": DEFAULTS["lam"], "l2": 1.0}
-
-#: Training methods and the EWC mode each one uses (None: plain training, no penalty).
-METHODS = {"sgd": None, "ewc": "separate", "online-ewc": "online", "l2": "l2"}
+#: Default λ per method for the demo's scenario and model (others: :func:`settings.defaults`).
+DEFAULT_LAM = {m: defaults(DEMO.tasks, DEMO.model, m).lam for m in METHODS}
 
 #: Model kinds by name.
 MODELS = {"testnet": TestNet, "mlp": MLP, "alexnet": AlexNet}
