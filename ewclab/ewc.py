@@ -188,6 +188,21 @@ class EWC:
             total = total + _QuadraticTerm.apply(fisher, anchor, *theta)
         return 0.5 * self.lam * total
 
+    def stiffness(self) -> float:
+        """The penalty's largest curvature, λ · max_i Σ_terms F_i (0 with no task).
+
+        The penalty's Hessian is diagonal with entries λ Σ_terms F_i, so this is its largest
+        eigenvalue: what bounds the learning rate plain SGD can use on the penalty (see
+        :meth:`ewclab.learner.Learner.check_stability`).
+        """
+        if self.lam == 0 or not self.tasks:
+            return 0.0
+        total: dict[str, Tensor] = {}
+        for term in self.tasks:
+            for name, f in term.fisher.items():
+                total[name] = f if name not in total else total[name] + f
+        return self.lam * max(float(f.max()) for f in total.values())
+
     # -- persistence ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Settings and every term's F and θ* (plain dicts, tensors and numbers only)."""

@@ -146,6 +146,36 @@ class Learner(nn.Module):
     def ewc_lambda(self, lam: float) -> None:
         self.ewc.lam = lam
 
+    # -- stability of SGD on the penalty -----------------------------------------------------
+    def stability_limit(self) -> float:
+        """The largest penalty curvature SGD can follow: 2(1 + momentum) / lr (inf for Adam).
+
+        Heavy-ball SGD on a quadratic of curvature h converges only while
+        lr · h < 2(1 + momentum); the penalty's curvature is :meth:`EWC.stiffness`.
+        """
+        if not isinstance(self.optimizer, torch.optim.SGD):
+            return math.inf
+        group = self.optimizer.param_groups[0]
+        return 2 * (1 + group["momentum"]) / group["lr"]
+
+    def check_stability(self) -> None:
+        """Raise ``ValueError`` when λ is too large for SGD to stay stable on the penalty.
+
+        The check is lr · λ · max F < 2(1 + momentum) (see :meth:`stability_limit`): past
+        it the penalty alone makes the weights oscillate with growing amplitude. Call it
+        after ``consolidate`` and before training the next task; nothing is changed.
+        """
+        stiffness, limit = self.ewc.stiffness(), self.stability_limit()
+        if stiffness >= limit:
+            group = self.optimizer.param_groups[0]
+            largest = self.ewc_lambda * limit / stiffness
+            raise ValueError(
+                f"ewc_lambda={self.ewc_lambda:g} will make SGD diverge: lr·λ·max F = "
+                f"{group['lr'] * stiffness:.3g} must stay below 2(1 + momentum) = "
+                f"{2 * (1 + group['momentum']):.3g}; use ewc_lambda < {largest:.3g} "
+                "(or a smaller lr)"
+            )
+
     # -- input -------------------------------------------------------------------------------
     def prepare_inputs(self, X: Any, y: Any = None) -> tuple[Tensor, Tensor | None]:
         """Check a batch and convert it for the network.

@@ -366,3 +366,20 @@ def test_malformed_state_raises_and_changes_nothing(case: str) -> None:
     with pytest.raises(ValueError):
         target.load_state_dict(malformed_states(ewc)[case])
     assert_same_state(snapshot(target), before)
+
+
+def test_stiffness_is_lam_times_largest_summed_fisher():
+    """λ · max_i Σ_terms F_i, by hand, over two separate terms; 0 with λ = 0 or no term."""
+    model = torch.nn.Linear(2, 1)
+    ewc = EWC(model, lam=10.0)
+    assert ewc.stiffness() == 0.0
+    ones = {n: torch.ones_like(p) for n, p in model.named_parameters()}
+    first = {"weight": torch.tensor([[0.5, 2.0]]), "bias": torch.tensor([1.0])}
+    ewc.add_task(first)
+    ewc.add_task({"weight": torch.tensor([[3.0, 0.0]]), "bias": torch.tensor([0.0])})
+    assert ewc.stiffness() == pytest.approx(10.0 * 3.5)  # weight[0]: 0.5 + 3.0
+    ewc.lam = 0.0
+    assert ewc.stiffness() == 0.0
+    l2 = EWC.l2(model, lam=2.0)
+    l2.add_task(ones)
+    assert l2.stiffness() == pytest.approx(2.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import numpy as np
@@ -281,3 +282,19 @@ def test_consolidate_uses_the_models_fisher_kind_unless_told():
     assert all(torch.allclose(got[k], expected[k]) for k in expected)
     empirical = exact.consolidate(X, y, fisher="empirical")
     assert not all(torch.allclose(empirical[k], expected[k]) for k in expected)
+
+
+def test_check_stability_refuses_lam_past_the_sgd_bound_and_changes_nothing():
+    """lr·λ·max F < 2(1 + momentum): below passes, above raises naming the largest λ."""
+    model = MLP(hidden=(8,), seed=0, lr=0.1, momentum=0.5)
+    assert model.stability_limit() == pytest.approx(2 * 1.5 / 0.1)
+    fisher = {n: torch.full_like(p, 0.01) for n, p in model.named_parameters()}
+    model.ewc.add_task(fisher)
+    model.ewc_lambda = 2999.0  # 0.1 * 2999 * 0.01 = 2.999 < 3
+    model.check_stability()
+    model.ewc_lambda = 3001.0
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"ewc_lambda=3001 will make SGD diverge.*< 3e\+03"):
+        model.check_stability()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert MLP(hidden=(8,), optimizer="adam").stability_limit() == math.inf
