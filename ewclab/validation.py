@@ -1,16 +1,158 @@
-"""Input validation for the learners: one helper, messages that say what was expected.
+"""Every check of ewclab's public arguments, in one module, with one rule.
 
-`check_batch` only looks at its inputs (no copies of pixel data, nothing mutated) and
-returns tensors in their original dtype; `to_float_input` then scales and moves them.
-Splitting the two lets `fit` validate a whole data set once and convert batch by batch.
+Parameters (one helper per kind, like scikit-learn's ``_param_validation``):
+:func:`check_int` (an int in a range), :func:`check_real` (a finite real in an interval),
+:func:`check_option` (one of a set), :func:`check_bool` and :func:`check_seed`.
+The rule: numpy scalars are numbers (``numbers.Integral`` / ``numbers.Real``), bools are
+not; a wrong type raises ``TypeError``, a wrong value ``ValueError``; the message reads
+``<name> must be <expected>, got <value!r>``. Each helper returns the value as a plain
+Python ``int`` / ``float``.
+
+Batches: `check_batch` only looks at its inputs (no copies of pixel data, nothing
+mutated) and returns tensors in their original dtype; `to_float_input` then scales and
+moves them. Splitting the two lets `fit` validate a whole data set once and convert batch
+by batch.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+#: Largest finite float32: settings that end up in float32 tensors (λ, lr) stay below it.
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+#: Seeds are what ``torch.Generator.manual_seed`` takes without wrapping: [0, 2**64).
+SEED_MAX = 2**64 - 1
+
+T = TypeVar("T")
+
+
+def check_int(
+    value: Any, name: str, *, low: int | None = None, high: int | None = None
+) -> int:
+    """Return ``value`` as an ``int`` after checking ``low <= value <= high`` (bounds optional).
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not an integer (bools and floats such as ``2.0`` are not).
+    ValueError
+        ``value`` is outside the range.
+    """
+    expected = "an int" + _range_text(low, high, False, False)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return value
+
+
+def check_real(
+    value: Any,
+    name: str,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a finite ``float`` in the interval from ``low`` to ``high``.
+
+    ``low_open`` / ``high_open`` exclude the bound. NaN and ±inf are always refused.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not a real number (bools, strings and complex numbers are not).
+    ValueError
+        ``value`` is NaN, infinite or outside the interval.
+    """
+    expected = "a finite real number" + _range_text(low, high, low_open, high_open)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    number = float(value)
+    too_low = number <= low if low_open else number < low
+    too_high = number >= high if high_open else number > high
+    if not math.isfinite(number) or too_low or too_high:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return number
+
+
+def check_option(value: Any, name: str, options: Collection[T]) -> T:
+    """Return ``value`` if it is one of ``options``.
+
+    Raises
+    ------
+    TypeError
+        The options are all strings and ``value`` is not one (e.g. a list).
+    ValueError
+        ``value`` is not among the options.
+    """
+    expected = f"one of {tuple(options)!r}"
+    if all(isinstance(o, str) for o in options) and not isinstance(value, str):
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    if not any(value == o for o in options):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return value
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` as a ``bool``; only ``True``/``False`` (numpy's too) are accepted.
+
+    Raises
+    ------
+    TypeError
+        Anything else, e.g. ``0``, ``"yes"`` or ``None``.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_seed(value: Any, name: str = "seed", *, none_ok: bool = True) -> int | None:
+    """Return a random seed as an ``int`` in ``[0, 2**64)`` (``None`` passes if ``none_ok``).
+
+    Raises
+    ------
+    TypeError
+        Not an integer (or ``None`` when not allowed).
+    ValueError
+        Negative or ``>= 2**64`` (what ``torch.Generator.manual_seed`` can take).
+    """
+    if value is None and none_ok:
+        return None
+    return check_int(value, name, low=0, high=SEED_MAX)
+
+
+def _range_text(
+    low: float | None, high: float | None, low_open: bool, high_open: bool
+) -> str:
+    """`` >= 1``, `` in [0, 1)``, `` <= 3.4e+38`` or nothing, for a message."""
+    has_low = low is not None and low != -math.inf
+    has_high = high is not None and high != math.inf
+    if has_low and has_high:
+        return f" in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}" + (
+            ")" if high_open else "]"
+        )
+    if has_low:
+        return f" {'>' if low_open else '>='} {_bound(low)}"
+    if has_high:
+        return f" {'<' if high_open else '<='} {_bound(high)}"
+    return ""
+
+
+def _bound(x: float) -> str:
+    if x == SEED_MAX:
+        return "2**64 - 1"
+    return str(x) if isinstance(x, int) else f"{x:g}"
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from ewclab.validation import InputSpec, check_batch, to_float_input
+from ewclab.validation import (
+    FLOAT32_MAX,
+    InputSpec,
+    check_batch,
+    check_bool,
+    check_int,
+    check_option,
+    check_real,
+    check_seed,
+    to_float_input,
+)
 
 RGB = InputSpec(num_classes=10, channels=3, min_size=7)
 GRAY = InputSpec(num_classes=10, channels=1, min_size=16)
@@ -66,3 +78,82 @@ def test_mlp_spec_takes_any_layout_with_the_right_size():
 def test_bad_input_says_what_was_expected_and_what_came(X, y, spec, error, message):
     with pytest.raises(error, match=message):
         check_batch(X, y, spec)
+
+
+# -- the parameter helpers: one rule for the whole package ---------------------------------
+
+@pytest.mark.parametrize("value", [3, np.int64(3), np.uint8(3), torch.tensor(3).item()])
+def test_check_int_takes_python_and_numpy_integers(value):
+    out = check_int(value, "n", low=1)
+    assert out == 3 and type(out) is int
+
+
+@pytest.mark.parametrize(
+    "value, error, message",
+    [
+        (True, TypeError, "n must be an int >= 1, got True"),
+        (np.bool_(True), TypeError, "n must be an int >= 1, got "),
+        (2.0, TypeError, "n must be an int >= 1, got 2.0"),
+        (2.5, TypeError, "n must be an int >= 1, got 2.5"),
+        ("3", TypeError, "n must be an int >= 1, got '3'"),
+        (None, TypeError, "n must be an int >= 1, got None"),
+        (0, ValueError, "n must be an int >= 1, got 0"),
+        (np.int64(-2), ValueError, "n must be an int >= 1, got -2"),
+    ],
+)
+def test_check_int_refuses_with_type_or_value_error(value, error, message):
+    with pytest.raises(error, match="^" + message.replace("(", r"\(")):
+        check_int(value, "n", low=1)
+
+
+def test_check_int_upper_bound():
+    assert check_int(5, "k", low=0, high=5) == 5
+    with pytest.raises(ValueError, match=r"k must be an int in \[0, 5\], got 6"):
+        check_int(6, "k", low=0, high=5)
+
+
+@pytest.mark.parametrize("value", [0.01, np.float32(0.5), np.float64(1e-3), 1, np.int32(2)])
+def test_check_real_takes_python_and_numpy_reals(value):
+    out = check_real(value, "lr", low=0, low_open=True)
+    assert type(out) is float and out == float(value)
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        (True, TypeError), ("0.1", TypeError), (1j, TypeError), (None, TypeError),
+        (float("nan"), ValueError), (np.float32("nan"), ValueError), (math.inf, ValueError),
+        (0.0, ValueError), (-1.0, ValueError), (1e39, ValueError),
+    ],
+)
+def test_check_real_refuses_non_finite_out_of_range_and_non_numbers(value, error):
+    with pytest.raises(error, match="^lr must be a finite real number in "):
+        check_real(value, "lr", low=0, low_open=True, high=FLOAT32_MAX)
+
+
+def test_check_real_closed_and_open_bounds_in_the_message():
+    assert check_real(0, "momentum", low=0, high=1, high_open=True) == 0.0
+    with pytest.raises(ValueError, match=r"momentum must be .* in \[0, 1\), got 1"):
+        check_real(1, "momentum", low=0, high=1, high_open=True)
+
+
+def test_check_option():
+    assert check_option("sgd", "optimizer", ("sgd", "adam")) == "sgd"
+    with pytest.raises(ValueError, match=r"optimizer must be one of \('sgd', 'adam'\), got 'x'"):
+        check_option("x", "optimizer", ("sgd", "adam"))
+    with pytest.raises(TypeError, match=r"name must be one of .*got \['mnist'\]"):
+        check_option(["mnist"], "name", ("mnist",))
+
+
+def test_check_bool_and_check_seed():
+    assert check_bool(np.bool_(True), "shuffle") is True
+    with pytest.raises(TypeError, match="shuffle must be True or False, got 1"):
+        check_bool(1, "shuffle")
+    assert check_seed(None) is None and check_seed(np.int64(7)) == 7
+    assert check_seed(2**64 - 1) == 2**64 - 1
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*64 - 1\], got 1844"):
+        check_seed(2**64)
+    with pytest.raises(ValueError, match="got -1"):
+        check_seed(-1)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        check_seed(None, none_ok=False)
