@@ -3,8 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 JUPYTER_ARGS ?=
+# `make lab` serves LAB_NOTEBOOKS, a git-ignored copy of notebooks/ made on the first run,
+# so running the lessons never rewrites the committed notebooks (`make lab-fresh` recopies).
+LAB_NOTEBOOKS ?= my-notebooks
+# torch threads per kernel: one thread per core crawls on a busy or shared machine.
+LAB_THREADS ?= 1
+# lab/overrides.json (no news pop-up, ...) goes where JupyterLab reads setting overrides;
+# lab/jupyter_server_config.json (idle-kernel culling) is read through JUPYTER_CONFIG_PATH.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d/ewclab.json
+# Jupyter refuses to run as root (containers, classroom servers) without --allow-root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab demo test lint bench notebooks clean
+.PHONY: lab lab-fresh demo test lint bench notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +26,23 @@ $(VENV)/.lab-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,lab]"
-	touch $@
+	touch $@ $(VENV)/.lab-installed
 
-lab: $(VENV)/.lab-installed  ## open JupyterLab on the lessons
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(JUPYTER_ARGS)
+$(LAB_OVERRIDES): lab/overrides.json | $(BIN)/python
+	mkdir -p $(@D) && cp $< $@
+
+$(LAB_NOTEBOOKS):
+	mkdir -p $@ && cp -R notebooks/. $@/ && rm -rf $@/.ipynb_checkpoints
+
+lab: $(VENV)/.lab-installed $(LAB_OVERRIDES) | $(LAB_NOTEBOOKS)  ## open JupyterLab on the lessons
+	JUPYTER_CONFIG_PATH="$(CURDIR)/lab$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+	OMP_NUM_THREADS=$(LAB_THREADS) MKL_NUM_THREADS=$(LAB_THREADS) \
+	$(BIN)/jupyter lab --notebook-dir=$(LAB_NOTEBOOKS) $(ALLOW_ROOT) $(JUPYTER_ARGS)
+
+lab-fresh:  ## replace the lab's copy of the lessons; the old one is kept as *.old
+	rm -rf $(LAB_NOTEBOOKS).old
+	if [ -d $(LAB_NOTEBOOKS) ]; then mv $(LAB_NOTEBOOKS) $(LAB_NOTEBOOKS).old; fi
+	$(MAKE) --no-print-directory $(LAB_NOTEBOOKS)
 
 demo: $(VENV)/.lab-installed  ## the seed's demo: task A (MNIST), then task B (Fashion-MNIST)
 	$(BIN)/ewclab demo

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -68,6 +70,21 @@ def test_binder_start_runs_torch_on_one_thread_then_the_session() -> None:
     assert start.stat().st_mode & 0o111, "binder/start must be executable"
     assert text.startswith("#!/usr/bin/env bash") and "OMP_NUM_THREADS=1" in text
     assert text.rstrip().endswith('exec "$@"')
+
+
+def test_binder_gets_the_lab_settings_of_make_lab() -> None:
+    """Binder serves the repository as is (its checkout is disposable, so no working copy),
+    with make lab's server config (idle-kernel culling) and JupyterLab setting overrides."""
+    env = {k: v for k, v in os.environ.items() if k != "JUPYTER_CONFIG_PATH"}
+    done = subprocess.run([str(ROOT / "binder" / "start"), "env"], env=env, cwd="/",
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    seen = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    assert seen["JUPYTER_CONFIG_PATH"] == str(ROOT / "lab")
+    assert seen["OMP_NUM_THREADS"] == "1"
+    assert (ROOT / "lab" / "jupyter_server_config.json").is_file()
+    post = (ROOT / "binder" / "postBuild").read_text()
+    assert 'cp lab/overrides.json "$settings/overrides.d/ewclab.json"' in post
+    assert "get_app_dir()" in post
 
 
 def test_pyproject_has_lower_bounds_only() -> None:
