@@ -7,18 +7,17 @@
 ``train_on_task`` trains on one task (the seed's helper); ``run_sequence`` trains task
 after task, consolidating after each, and returns a :class:`ewclab.history.History`.
 ``DEFAULTS`` holds the demo's settings, chosen by measurement (benchmarks/RESULTS.md), for
-the CLI, the notebooks and the widgets alike. Training task A does not depend on λ or on
-the later tasks' settings, so a :class:`TaskACache` lets a re-run with a new λ skip it.
+the CLI, the notebooks and the widgets alike; every other (scenario, model, method) gets
+its λ, learning rate, epochs and width from :func:`ewclab.settings.defaults`. Training task
+A does not depend on λ or on the later tasks' settings, so a
+:class:`~ewclab.cache.TaskACache` lets a re-run with a new λ skip it.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import numbers
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,13 +26,14 @@ import numpy as np
 import torch
 
 from ewclab.buffer import TaskBuffer
+from ewclab.cache import Entry, TaskACache, fingerprint
 from ewclab.data import Task, batchify
 from ewclab.fisher import KINDS, fisher_diagonal
 from ewclab.history import History
 from ewclab.learner import Learner
 from ewclab.models import MLP, AlexNet, TestNet
 from ewclab.scenarios import get_scenario
-from ewclab.settings import DEMO, METHODS, defaults
+from ewclab.settings import DEMO, METHODS, defaults, scenario_kind
 
 __all__ = [
     "DEFAULTS",
@@ -287,10 +287,11 @@ def make_model(
         :class:`~ewclab.learner.Learner` (the other arguments are then ignored).
     num_classes : int
     width : float, optional
-        ``"mlp"``: units of each of its two hidden layers (default ``DEFAULTS["width"]``);
-        ``"alexnet"``: its channel scale (default 1.0); ``"testnet"`` has a fixed size.
+        ``"mlp"``: units of each of its two hidden layers; ``"alexnet"``: its channel
+        scale; ``"testnet"`` has a fixed size. Default: the model's row of
+        :mod:`ewclab.settings` (``defaults(DEFAULTS["tasks"], model, "sgd")``).
     lr, optimizer : optional
-        Default ``DEFAULTS["lr"]``, ``DEFAULTS["optimizer"]``.
+        Default: the same row's.
     seed : int, optional
         Seeds the weight initialisation.
     """
@@ -301,86 +302,22 @@ def make_model(
         return learner
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {sorted(MODELS)} or a callable")
+    row = defaults(DEFAULTS["tasks"], model, "sgd")
     options = dict(
-        lr=DEFAULTS["lr"] if lr is None else lr,
-        optimizer=DEFAULTS["optimizer"] if optimizer is None else optimizer,
+        lr=row.lr if lr is None else lr,
+        optimizer=row.optimizer if optimizer is None else optimizer,
         seed=seed,
     )
     if model == "mlp":
-        width = DEFAULTS["width"] if width is None else width
+        width = row.width if width is None else width
         if isinstance(width, bool) or not float(width).is_integer() or width < 1:
             raise ValueError(f"mlp width must be a whole number of units >= 1, got {width!r}")
         return MLP(num_classes, hidden=(int(width), int(width)), **options)
     if model == "alexnet":
-        return AlexNet(num_classes, width=1.0 if width is None else width, **options)
+        return AlexNet(num_classes, width=row.width if width is None else width, **options)
     if width is not None:
         raise ValueError(f"testnet has a fixed size; got width={width!r}")
     return TestNet(num_classes, **options)
-
-
-class TaskACache:
-    """Trained task-A models and their Fisher, reused when only λ or later tasks change.
-
-    Training the first task does not depend on the method, λ, γ or the later tasks'
-    epochs, so :func:`run_sequence` stores the model right after task A (its Fisher, and
-    the history up to then) under a key of everything that does affect it: model,
-    width, lr, optimiser, batch size, epochs of task A, seed, Fisher kind and samples,
-    evaluation settings and the tasks' data. A hit restores a deep copy, so cached
-    entries never change.
-
-    Parameters
-    ----------
-    maxsize : int
-        Entries kept (least recently used dropped first).
-    """
-
-    def __init__(self, maxsize: int = 4) -> None:
-        _check_positive_int(maxsize, "maxsize")
-        self.maxsize = maxsize
-        self.hits = 0
-        self.misses = 0
-        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __repr__(self) -> str:
-        return (
-            f"TaskACache({len(self)}/{self.maxsize} entries, "
-            f"{self.hits} hits, {self.misses} misses)"
-        )
-
-    def clear(self) -> None:
-        """Drop every entry."""
-        with self._lock:
-            self._entries.clear()
-
-    def _get(self, key: tuple) -> _Entry | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                self.misses += 1
-                return None
-            self.hits += 1
-            self._entries.move_to_end(key)
-            return entry
-
-    def _put(self, key: tuple, entry: _Entry) -> None:
-        with self._lock:
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.maxsize:
-                self._entries.popitem(last=False)
-
-
-@dataclass(frozen=True)
-class _Entry:
-    model: Learner
-    fisher: dict[str, torch.Tensor]
-    history: dict
-    step: int
-    loss: float
 
 
 def run_sequence(
@@ -388,14 +325,14 @@ def run_sequence(
     model: ModelSpec = DEFAULTS["model"],
     method: str = DEFAULTS["method"],
     lam: float | None = None,
-    epochs: float | Sequence[float] = DEFAULTS["epochs"],
+    epochs: float | Sequence[float] | None = None,
     fisher: str = DEFAULTS["fisher"],
     fisher_samples: int = DEFAULTS["fisher_samples"],
     seed: int = DEFAULTS["seed"],
     callback: Callable[[Point], None] | None = None,
     stop: Callable[[], bool] | None = None,
     *,
-    width: int | None = None,
+    width: float | None = None,
     lr: float | None = None,
     optimizer: str | None = None,
     batch_size: int = DEFAULTS["batch_size"],
@@ -421,9 +358,13 @@ def run_sequence(
         penalty with F = 1; ``"ewc"``: one EWC term per task (Kirkpatrick et al. 2017);
         ``"online-ewc"``: one running term decayed by ``gamma`` (Schwarz et al. 2018).
     lam : float, optional
-        EWC strength λ, penalty = λ/2 Σ F_i (θ_i - θ*_i)²; default :data:`DEFAULT_LAM`;
-        ignored (0) for ``"sgd"``.
-    epochs : float or sequence of float
+        EWC strength λ, penalty = λ/2 Σ F_i (θ_i - θ*_i)²; ignored (0) for ``"sgd"``.
+        Default (like ``epochs``, ``width``, ``lr`` and ``optimizer``): the row of
+        :func:`ewclab.settings.defaults` for this scenario, model and method (a callable
+        ``model`` uses the MLP's row). A λ that the stability bound predicts will make
+        SGD diverge is refused after the task that makes it so, before the next one trains
+        (see :meth:`~ewclab.learner.Learner.check_stability`).
+    epochs : float or sequence of float, optional
         Passes over each task's training set: one number for all tasks or one per task.
     fisher : {"empirical", "exact", "sampled"}
         Fisher kind (see :func:`ewclab.fisher.fisher_diagonal`).
@@ -439,7 +380,7 @@ def run_sequence(
         returned history then ends at that step and the unfinished rows of its
         accuracy matrix stay NaN.
     width, lr, optimizer, batch_size
-        Model and training settings; default :data:`DEFAULTS`.
+        Model and training settings (see ``lam`` for the first three's defaults).
     gamma : float
         Decay of the online-EWC term.
     eval_every, eval_samples
@@ -458,7 +399,9 @@ def run_sequence(
     Raises
     ------
     ValueError, TypeError
-        On a bad argument, before any training.
+        On a bad argument, before any training. ``ValueError`` also when λ (with ``lr``)
+        breaks the stability bound lr·λ·max F < 2(1 + momentum) once a task's Fisher is
+        known: after that task, before the next one trains.
     """
     if isinstance(tasks, str):
         tasks = get_scenario(tasks, source=source, root=root)
@@ -467,7 +410,14 @@ def run_sequence(
         raise TypeError(f"tasks must be a scenario name or a non-empty list of Task, got {tasks!r}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
-    lam = DEFAULT_LAM[method] if lam is None else lam
+    row = defaults(scenario_kind([t.name for t in tasks]),
+                   model if isinstance(model, str) else "mlp", method)
+    lam = row.lam if lam is None else lam
+    epochs = row.epochs if epochs is None else epochs
+    lr = row.lr if lr is None else lr
+    optimizer = row.optimizer if optimizer is None else optimizer
+    if width is None and isinstance(model, str):
+        width = row.width
     if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not 0 <= lam < math.inf:
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
     lam = 0.0 if method == "sgd" else lam
@@ -486,9 +436,9 @@ def run_sequence(
     settings = {
         "tasks": [t.name for t in tasks],
         "model": model if isinstance(model, str) else getattr(model, "__name__", repr(model)),
-        "width": DEFAULTS["width"] if width is None and model == "mlp" else width,
-        "lr": DEFAULTS["lr"] if lr is None else lr,
-        "optimizer": DEFAULTS["optimizer"] if optimizer is None else optimizer,
+        "width": width,
+        "lr": lr,
+        "optimizer": optimizer,
         "method": method,
         "lam": float(lam),
         "gamma": float(gamma),
@@ -504,9 +454,9 @@ def run_sequence(
         key = (
             model, settings["width"], settings["lr"], settings["optimizer"], batch_size,
             per_task[0], int(seed), fisher, fisher_samples, eval_every, eval_samples,
-            _fingerprint(tasks),
+            fingerprint(tasks),
         )
-    entry = cache._get(key) if cache is not None else None
+    entry = cache.get(key) if cache is not None else None
     if entry is None:
         learner = make_model(model, num_classes, width, lr, optimizer, seed=seed)
         _set_method(learner, method, lam, gamma)
@@ -525,6 +475,7 @@ def run_sequence(
             callback(Point(tasks[0].name, step, loss, _last_point(history), history))
         if len(tasks) == 1:
             return history
+        _check_stable(learner, tasks[1].name)
 
     buffer = TaskBuffer(per_task=fisher_samples, seed=seed)
     for i in range(first, len(tasks)):
@@ -551,11 +502,21 @@ def run_sequence(
         F = fisher_diagonal(learner, X, y, kind=fisher, generator=generator)
         history.fisher[task.name] = _clone(F)
         if i == 0 and cache is not None:
-            saved = _Entry(copy.deepcopy(learner), _clone(F), history.to_dict(), step, loss)
-            cache._put(key, saved)
+            saved = Entry(copy.deepcopy(learner), _clone(F), history.to_dict(), step, loss)
+            cache.put(key, saved)
         if method != "sgd":
             learner.ewc.add_task(F)
+        if i + 1 < len(tasks):
+            _check_stable(learner, tasks[i + 1].name)
     return history
+
+
+def _check_stable(learner: Learner, next_task: str) -> None:
+    """Refuse to train ``next_task`` when the penalty would make SGD diverge on it."""
+    try:
+        learner.check_stability()
+    except ValueError as err:
+        raise ValueError(f"before training task {next_task!r}: {err}") from None
 
 
 def _set_method(learner: Learner, method: str, lam: float, gamma: float) -> None:
@@ -581,16 +542,6 @@ def _clone(fisher: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _last_point(history: History) -> dict[str, float]:
     return {t: history.accuracy[t][-1] for t in history.tasks}
-
-
-def _fingerprint(tasks: Sequence[Task]) -> str:
-    """A digest of the tasks' names and data (so a cache never mixes datasets)."""
-    h = hashlib.blake2b(digest_size=16)
-    for t in tasks:
-        h.update(t.name.encode())
-        for a in (t.x_train, t.y_train, t.x_test, t.y_test):
-            h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
 
 
 def _epochs_per_task(epochs: float | Sequence[float], n: int) -> list[float]:

@@ -13,6 +13,7 @@ The values were chosen by measurement on the bundled data (the grids are in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -132,18 +133,27 @@ LAM: dict[tuple[str, str, str], tuple[float, str]] = {
 FALLBACK_LAM = {"sgd": 0.0, "ewc": 2000.0, "online-ewc": 2000.0, "l2": 1.0}
 
 
-def scenario_kind(tasks: str) -> str:
-    """The table key of a scenario name: ``"permuted:7"`` → ``"permuted"``, aliases folded.
+def scenario_kind(tasks: str | Sequence[str]) -> str:
+    """The table key of a scenario: ``"permuted:7"`` → ``"permuted"``, aliases folded.
+
+    ``tasks`` is a scenario name or the task names of a sequence (as
+    :func:`ewclab.scenarios.get_scenario` names them), so a list of tasks finds its row too.
 
     >>> scenario_kind("Mnist->Fashion-MNIST"), scenario_kind("permuted:3")
     ('mnist->fashion', 'permuted')
+    >>> scenario_kind(["fashion-mnist", "mnist"]), scenario_kind(["mnist-split01"])
+    ('fashion->mnist', 'split')
     """
-    if not isinstance(tasks, str):
-        raise TypeError(f"tasks must be a scenario name (str), got {type(tasks).__name__}")
-    spec = tasks.strip().lower().replace("fashion-mnist", "fashion")
-    if spec.startswith("permuted:"):
-        return "permuted"
-    return spec
+    if isinstance(tasks, str):
+        spec = tasks.strip().lower().replace("fashion-mnist", "fashion")
+        return "permuted" if spec.startswith("permuted:") else spec
+    names = list(tasks) if isinstance(tasks, Sequence) else None
+    if not names or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"tasks must be a scenario name or a list of task names, got {tasks!r}")
+    for prefix, kind in (("mnist-perm", "permuted"), ("mnist-split", "split")):
+        if all(n.startswith(prefix) for n in names):
+            return kind
+    return scenario_kind("->".join(names))
 
 
 def defaults(tasks: str = "mnist->fashion", model: str = "mlp", method: str = "ewc") -> Settings:
