@@ -7,25 +7,25 @@
 The widgets are thin: a run calls :func:`ewclab.experiment.run_sequence` in a background
 thread (so Stop works and the kernel stays free) and draws with :mod:`ewclab.plots`. A
 :class:`~ewclab.experiment.TaskACache` keeps the model trained on task A, so moving λ or
-task B's epochs re-trains task B only. Every callback can be driven without a browser:
-set a control's ``.value``, call ``run_button.click()``, then ``wait()``.
+task B's epochs re-trains task B only. Every setting a run uses besides the controls
+(learning rate, width, batch size) and every control's starting value come from the one
+table of defaults, :func:`ewclab.settings.defaults`. Every callback can be driven without
+a browser: set a control's ``.value``, call ``run_button.click()``, then ``wait()``.
+The Fisher explorer lives in :mod:`ewclab.widgets_fisher` and is importable from here.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
+import logging
 import math
-import numbers
+import os
 import threading
 import time
-import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ipywidgets as w
-import torch
 from matplotlib.figure import Figure
 
 from ewclab import plots
@@ -34,82 +34,30 @@ from ewclab.experiment import DEFAULTS, Point, TaskACache, run_sequence, steps_f
 from ewclab.fisher import KINDS
 from ewclab.history import History
 from ewclab.scenarios import get_scenario
+from ewclab.settings import Settings, defaults
+from ewclab.validation import check_option
+from ewclab.widgets_fisher import FisherExplorer, show_figure
+from ewclab.widgets_options import (
+    FISHER_SAMPLES,
+    LAM_STEP,
+    MAX_EPOCHS,
+    MODEL_CHOICES,
+    TASK_PAIRS,
+    check_arguments,
+    check_tasks,
+    lam_range,
+    largest_stable_lam,
+    limit_text,
+    refusal,
+    row_epochs,
+)
 
-__all__ = ["EWCPlayground", "FisherExplorer"]
+__all__ = [
+    "MODEL_CHOICES", "TASK_PAIRS", "EWCPlayground", "FisherExplorer", "lam_range",
+    "largest_stable_lam",
+]
 
-#: Task pairs offered by the playground (scenario names of :func:`ewclab.scenarios.get_scenario`).
-TASK_PAIRS = ("mnist->fashion", "fashion->mnist")
-#: Models offered by the playground (small enough for a laptop CPU).
-MODEL_CHOICES = ("mlp", "testnet")
-#: Fisher sample counts offered by the playground.
-FISHER_SAMPLES = (100, 300, 1000, 3000)
-#: λ slider range, as powers of ten.
-LAM_EXPONENTS = (0.0, 5.0)
-#: Most epochs per task offered by the sliders.
-MAX_EPOCHS = 20
-
-
-def _png_output(fig: Figure, dpi: int = 80) -> dict:
-    """A figure as one Jupyter ``display_data`` output (PNG), ready for ``Output.outputs``.
-
-    Parameters
-    ----------
-    fig : matplotlib.figure.Figure
-        Rendered with ``savefig`` (no pyplot involved, nothing left open).
-    dpi : int
-        Resolution of the PNG.
-
-    Returns
-    -------
-    dict
-        ``{"output_type": "display_data", "data": {"image/png": base64, ...}, ...}``.
-    """
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    png = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return {
-        "output_type": "display_data",
-        "data": {"image/png": png, "text/plain": "<Figure>"},
-        "metadata": {},
-    }
-
-
-def _show(out: w.Output, fig: Figure) -> None:
-    """Replace what ``out`` shows by ``fig``, in one state update.
-
-    Assigning ``outputs`` is what ``clear_output(wait=True)`` + ``append_display_data``
-    amount to, without flicker and without the ``with out:`` context that is unsafe from
-    a worker thread (it would capture whatever the kernel's current cell prints).
-    """
-    out.outputs = (_png_output(fig),)
-
-
-def _check_options(
-    model: str, lam: float, epochs_a: int, epochs_b: int, fisher: str, fisher_samples: int,
-    cache: TaskACache | None,
-) -> None:
-    """Raise ValueError/TypeError, saying what was expected, for a bad playground setting."""
-    if model not in MODEL_CHOICES:
-        raise ValueError(f"model must be one of {list(MODEL_CHOICES)}, got {model!r}")
-    lo, hi = 10 ** LAM_EXPONENTS[0], 10 ** LAM_EXPONENTS[1]
-    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
-        raise TypeError(f"lam must be a number, got {type(lam).__name__}: {lam!r}")
-    if not (lam == 0 or lo <= lam <= hi):
-        raise ValueError(f"lam must be 0 (no EWC) or in [{lo:g}, {hi:g}], got {lam!r}")
-    counts = {"epochs_a": epochs_a, "epochs_b": epochs_b, "fisher_samples": fisher_samples}
-    for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
-    for name, value in (("epochs_a", epochs_a), ("epochs_b", epochs_b)):
-        if not 1 <= value <= MAX_EPOCHS:
-            raise ValueError(f"{name} must be in [1, {MAX_EPOCHS}], got {value!r}")
-    if fisher_samples < 1:
-        raise ValueError(f"fisher_samples must be >= 1, got {fisher_samples}")
-    if fisher not in KINDS:
-        raise ValueError(f"fisher must be one of {list(KINDS)}, got {fisher!r}")
-    if cache is not None and not isinstance(cache, TaskACache):
-        raise TypeError(f"cache must be a TaskACache or None, got {type(cache).__name__}")
-
+logger = logging.getLogger(__name__)
 
 def _how(s: Mapping) -> str:
     """The method of a run's settings, in words."""
@@ -120,6 +68,12 @@ def _percent(x: float) -> str:
     return "–" if math.isnan(x) else f"{100 * x:.1f}%"
 
 
+def _first_line(err: BaseException) -> str:
+    """An exception as one line: its message's first line, or its type without a message."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 class EWCPlayground:
     """Train task A then task B with or without EWC, live, from sliders and buttons.
 
@@ -128,13 +82,15 @@ class EWCPlayground:
     tasks : str or sequence of Task
         A task pair from :data:`TASK_PAIRS`, or two :class:`~ewclab.data.Task` objects
         (offered in the task dropdown as ``"a->b (given)"``, e.g. small tasks for a test).
-    model : {"mlp", "testnet"}
+    model : {"mlp", "testnet", "alexnet"}
         Initial model choice.
-    lam : float
-        Initial EWC strength λ in [1, 1e5] (penalty = λ/2 Σ F_i (θ_i − θ*_i)²); 0 starts
-        with EWC switched off (plain SGD) and the slider at ``DEFAULTS["lam"]``.
-    epochs_a, epochs_b : int
-        Initial passes over task A and task B (1 to :data:`MAX_EPOCHS`).
+    lam : float, optional
+        Initial EWC strength λ (penalty = λ/2 Σ F_i (θ_i − θ*_i)²), within the slider's
+        range (:func:`lam_range` of the table's λ); 0 starts with EWC switched off.
+        Default: the λ of ``defaults(tasks, model, "ewc")``.
+    epochs_a, epochs_b : int, optional
+        Initial passes over task A and task B (1 to :data:`MAX_EPOCHS`); default: the
+        table's epochs.
     fisher : {"empirical", "exact", "sampled"}
         Initial Fisher kind.
     fisher_samples : int
@@ -143,9 +99,15 @@ class EWCPlayground:
         Shared task-A cache (a new one by default): runs that differ only in λ, the
         method or task B's epochs skip training task A.
     seed : int
-        Seed of every run.
-    source, root
+        Seed of every run, in [0, 2**64).
+    source : {"bundled", "full"}
+    root : str or path-like, optional
         Data for the task-pair names (see :func:`ewclab.data.load_task`).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument (the message names it), before any widget is built.
 
     Attributes
     ----------
@@ -158,18 +120,25 @@ class EWCPlayground:
         ``acc_a_before`` (task A right after learning it), ``acc_a_after`` (task A after
         task B), ``acc_a`` (the same, the key :func:`ewclab.plots.plot_tradeoff` reads),
         ``acc_b``, and the run's settings (``tasks``, ``model``, ``epochs_a``,
-        ``epochs_b``, ``fisher``, ``fisher_samples``). Accuracies are fractions.
+        ``epochs_b``, ``fisher``, ``fisher_samples``, ``lr``, ``width``). Accuracies are
+        fractions.
     error : BaseException or None
-        The exception of the last run, if it failed (also shown in the result line).
+        The exception of the last run, if it failed (its first line is the result line;
+        the traceback goes to the ``ewclab.widgets`` logger at DEBUG).
     lam_slider, ewc_toggle, epochs_a, epochs_b, fisher_kind, fisher_samples, model_choice,
-    task_choice, run_button, stop_button, progress, plot, result, log : ipywidgets.Widget
+    task_choice, run_button, stop_button, progress, plot, result, lam_limit : ipywidgets.Widget
         The controls; ``plot`` (CSS class ``ewclab-plot``) holds the live accuracy PNG,
-        ``result`` (class ``ewclab-result``) the result line, ``log`` tracebacks.
+        ``result`` (class ``ewclab-result``) the result line, ``lam_limit`` (class
+        ``ewclab-lam-limit``) the largest stable λ once task A's Fisher is known.
 
     Notes
     -----
-    The accuracy plot is redrawn at most every :attr:`redraw_every` seconds during a
-    run, and once more when the run ends.
+    Picking a task pair or a model moves λ (and its slider's range) and the epochs to that
+    combination's row of :func:`ewclab.settings.defaults`. Once a run has computed task A's
+    Fisher for the current task pair, model, epochs A and Fisher settings, a run with a
+    λ the SGD stability bound says will diverge is refused before it starts; before that,
+    the run's own check stops it after task A with one line. The accuracy plot is redrawn
+    at most every :attr:`redraw_every` seconds during a run, and once more when it ends.
     """
 
     #: Least time between two live redraws of the accuracy plot, in seconds.
@@ -179,41 +148,37 @@ class EWCPlayground:
         self,
         tasks: str | Sequence[Task] = DEFAULTS["tasks"],
         model: str = DEFAULTS["model"],
-        lam: float = DEFAULTS["lam"],
-        epochs_a: int = DEFAULTS["epochs"],
-        epochs_b: int = DEFAULTS["epochs"],
+        lam: float | None = None,
+        epochs_a: int | None = None,
+        epochs_b: int | None = None,
         fisher: str = DEFAULTS["fisher"],
         fisher_samples: int = DEFAULTS["fisher_samples"],
         cache: TaskACache | None = None,
         seed: int = DEFAULTS["seed"],
         *,
         source: str = "bundled",
-        root: str | None = None,
+        root: str | os.PathLike | None = None,
     ) -> None:
+        pair, scenario, given = check_tasks(tasks)
         self._pairs: dict[str, str | list[Task]] = {p: p for p in TASK_PAIRS}
-        if isinstance(tasks, str):
-            if tasks not in TASK_PAIRS:
-                raise ValueError(
-                    f"tasks must be one of {list(TASK_PAIRS)} or two Task, got {tasks!r}"
-                )
-            pair = tasks
-        else:
-            given = list(tasks) if isinstance(tasks, Sequence) else []
-            if len(given) != 2 or not all(isinstance(t, Task) for t in given):
-                raise TypeError(
-                    f"tasks must be a task-pair name or a list of two Task, got {tasks!r}"
-                )
-            pair = f"{given[0].name}->{given[1].name} (given)"
+        self._scenarios = {p: p for p in TASK_PAIRS} | {pair: scenario}
+        if given is not None:
             self._pairs[pair] = given
-        _check_options(model, lam, epochs_a, epochs_b, fisher, fisher_samples, cache)
-
-        self.cache = TaskACache() if cache is None else cache
-        self.seed = seed
+        check_option(model, "model", MODEL_CHOICES)
+        row = self._row(pair, model, "ewc")
+        lam, epochs_a, epochs_b, self.seed = check_arguments(
+            row, pair, lam, epochs_a, epochs_b, fisher, fisher_samples, cache, seed, source, root
+        )
+        lo, hi = lam_range(row.lam)
         self.source, self.root = source, root
+        self.cache = TaskACache() if cache is None else cache
+
         self.history: History | None = None
         self.results: list[dict[str, Any]] = []
         self.error: BaseException | None = None
         self._loaded: dict[str, list[Task]] = {}
+        self._max_fisher: dict[tuple, float] = {}
+        self._live: History | None = None
         self._halt = threading.Event()
         self._lock = threading.Lock()
         self._running = False
@@ -223,15 +188,15 @@ class EWCPlayground:
         self._figure: Figure | None = None
 
         self.task_choice = w.Dropdown(options=list(self._pairs), value=pair, description="tasks")
-        self.model_choice = w.Dropdown(options=list(MODEL_CHOICES), value=model,
-                                       description="model")
-        self.epochs_a = w.IntSlider(value=epochs_a, min=1, max=MAX_EPOCHS, description="epochs A")
-        self.epochs_b = w.IntSlider(value=epochs_b, min=1, max=MAX_EPOCHS, description="epochs B")
+        self.model_choice = w.Dropdown(options=MODEL_CHOICES, value=model, description="model")
+        self.epochs_a = w.IntSlider(epochs_a, min=1, max=MAX_EPOCHS, description="epochs A")
+        self.epochs_b = w.IntSlider(epochs_b, min=1, max=MAX_EPOCHS, description="epochs B")
         self.ewc_toggle = w.Checkbox(value=lam != 0, description="use EWC", indent=False)
         self.lam_slider = w.FloatLogSlider(
-            value=lam or DEFAULTS["lam"], base=10, min=LAM_EXPONENTS[0], max=LAM_EXPONENTS[1],
-            step=0.1, description="EWC λ", readout_format=".3g", disabled=lam == 0,
+            value=lam or row.lam, base=10, min=lo, max=hi, step=LAM_STEP, description="EWC λ",
+            readout_format=".3g", disabled=lam == 0, layout=w.Layout(width="460px"),
         )
+        self.lam_limit = w.HTML("").add_class("ewclab-lam-limit")
         self.fisher_kind = w.Dropdown(options=list(KINDS), value=fisher, description="Fisher")
         self.fisher_samples = w.Dropdown(
             options=sorted({*FISHER_SAMPLES, int(fisher_samples)}), value=int(fisher_samples),
@@ -242,21 +207,24 @@ class EWCPlayground:
         self.progress = w.IntProgress(value=0, min=0, max=1, description="progress")
         self.result = w.HTML("Set the sliders and press Run.").add_class("ewclab-result")
         self.plot = w.Output().add_class("ewclab-plot")
-        self.log = w.Output().add_class("ewclab-log")
 
+        self.task_choice.observe(self._on_choice, names="value")
+        self.model_choice.observe(self._on_choice, names="value")
         self.ewc_toggle.observe(self._on_toggle, names="value")
+        for control in (self.lam_slider, self.epochs_a, self.fisher_kind, self.fisher_samples):
+            control.observe(lambda _: self._show_limit(), names="value")
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
         self.widget = w.VBox([
             w.HBox([self.task_choice, self.model_choice]),
             w.HBox([self.epochs_a, self.epochs_b]),
-            w.HBox([self.ewc_toggle, self.lam_slider]),
+            w.HBox([self.ewc_toggle, self.lam_slider, self.lam_limit]),
             w.HBox([self.fisher_kind, self.fisher_samples]),
             w.HBox([self.run_button, self.stop_button, self.progress]),
             self.result,
             self.plot,
-            self.log,
         ])
+        self._show_limit()
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -282,10 +250,69 @@ class EWCPlayground:
         """The λ the next run uses: the slider's value, or 0 with EWC switched off."""
         return float(self.lam_slider.value) if self.ewc_toggle.value else 0.0
 
+    @property
+    def stable_lam(self) -> float | None:
+        """The largest λ SGD stays stable at for the current settings (None: not known yet).
+
+        Known once a run has computed task A's Fisher for the current task pair, model,
+        epochs A, Fisher kind and samples; see :func:`largest_stable_lam`.
+        """
+        s = self._settings()
+        max_fisher = self._max_fisher.get(self._fisher_key(s))
+        if max_fisher is None:
+            return None
+        return largest_stable_lam(max_fisher, self._row(s["pair"], s["model"], "ewc"))
+
+    # ------------------------------------------------------------------ defaults and limits
+
+    def _row(self, pair: str, model: str, method: str) -> Settings:
+        """The defaults-table row of a task pair, model and method."""
+        return defaults(self._scenarios[pair], model, method)
+
+    def _on_choice(self, change: Mapping) -> None:
+        """A new task pair or model: move λ, its range and the epochs to the table's row."""
+        row = self._row(self.task_choice.value, self.model_choice.value, "ewc")
+        lo, hi = lam_range(row.lam)
+        with self.lam_slider.hold_trait_notifications():
+            self.lam_slider.min, self.lam_slider.max, self.lam_slider.value = lo, hi, row.lam
+        self.epochs_a.value = self.epochs_b.value = row_epochs(row)
+        self._show_limit()
+
     def _on_toggle(self, change: Mapping) -> None:
         self.lam_slider.disabled = not change["new"]
+        self._show_limit()
+
+    def _show_limit(self) -> None:
+        """Say up to which λ a run stays stable, and whether the slider is past it."""
+        text = limit_text(self.lam, self.stable_lam) if self.ewc_toggle.value else ""
+        self.lam_limit.value = html.escape(text)
+
+    @staticmethod
+    def _fisher_key(s: Mapping) -> tuple:
+        """What task A's Fisher depends on, among the controls."""
+        return s["pair"], s["model"], s["epochs_a"], s["fisher"], s["fisher_samples"]
+
+    def _learn_limit(self, s: Mapping, history: History | None) -> None:
+        """Keep the largest entry of task A's Fisher from a run (also a failed one)."""
+        if history is not None and history.tasks[0] in history.fisher:
+            fisher = history.fisher[history.tasks[0]]
+            max_fisher = max(float(f.max()) for f in fisher.values())
+            self._max_fisher[self._fisher_key(s)] = max_fisher
+        self._show_limit()
 
     # ------------------------------------------------------------------ run / stop / wait
+
+    def _settings(self) -> dict[str, Any]:
+        """The next run's settings: the controls and their row of the defaults table."""
+        pair, model, method = self.task_choice.value, self.model_choice.value, self.method
+        row = self._row(pair, model, method)
+        return {
+            "pair": pair, "model": model, "method": method, "lam": self.lam,
+            "epochs_a": int(self.epochs_a.value), "epochs_b": int(self.epochs_b.value),
+            "fisher": self.fisher_kind.value, "fisher_samples": int(self.fisher_samples.value),
+            "lr": row.lr, "width": row.width, "optimizer": row.optimizer,
+            "batch_size": row.batch_size,
+        }  # fmt: skip
 
     def run(self) -> bool:
         """Start a run with the controls' current values (what clicking Run does).
@@ -293,26 +320,22 @@ class EWCPlayground:
         Returns
         -------
         bool
-            False, doing nothing, when a run is already in progress.
+            False, doing nothing, when a run is already in progress; False, saying why in
+            the result line, when λ is at or above the known largest stable λ.
         """
         with self._lock:
             if self._running:
                 return False
+            settings = self._settings()
+            limit = self.stable_lam
+            if settings["method"] == "ewc" and limit is not None and settings["lam"] >= limit:
+                self.result.value = html.escape(refusal(settings["lam"], limit))
+                return False
             self._running = True
-        self.run_button.disabled = True
+            self.run_button.disabled = True
         self._runs += 1
         self._halt.clear()
         self.error = None
-        settings = {
-            "pair": self.task_choice.value,
-            "model": self.model_choice.value,
-            "method": self.method,
-            "lam": self.lam,
-            "epochs_a": int(self.epochs_a.value),
-            "epochs_b": int(self.epochs_b.value),
-            "fisher": self.fisher_kind.value,
-            "fisher_samples": int(self.fisher_samples.value),
-        }
         self.result.value = html.escape(f"Run {self._runs}: {self._describe(settings)} …")
         self.progress.bar_style = "info"
         self.stop_button.disabled = False
@@ -359,52 +382,60 @@ class EWCPlayground:
 
     def _work(self, run: int, s: Mapping) -> None:
         """The worker thread: train, draw, report; always leaves the buttons usable."""
-        history = None
+        self._live = None
         try:
-            tasks = self._tasks(s["pair"])
-            self.progress.value = 0
-            self.progress.max = sum(
-                steps_for(t, e, DEFAULTS["batch_size"])
-                for t, e in zip(tasks, (s["epochs_a"], s["epochs_b"]), strict=True)
-            )
-            self._last_draw = -math.inf
-            history = run_sequence(
-                tasks, s["model"], s["method"], s["lam"], (s["epochs_a"], s["epochs_b"]),
-                s["fisher"], s["fisher_samples"], self.seed, callback=self._on_point,
-                stop=self._halt.is_set, cache=self.cache,
-            )
-            self.history = history
-            self._draw(history)
-            if math.isnan(history.accuracy_matrix[-1, -1]):  # Stop ended it early
-                step = history.steps[-1] if history.steps else 0
-                task = history.tasks[len(history.boundaries) - 1] if history.boundaries else "-"
-                self.result.value = html.escape(
-                    f"Run {run} stopped at step {step} (training {task}): {self._describe(s)}"
-                )
-                self.progress.bar_style = "warning"
-            else:
-                self._report(run, s, history)
-                self.progress.value = self.progress.max
-                self.progress.bar_style = "success"
-        except Exception as err:  # shown to the student, never lost
+            self._train(run, s)
+        except Exception as err:  # one line for the student, the traceback for a logger
             self.error = err
-            self.result.value = html.escape(f"Run {run} failed: {type(err).__name__}: {err}")
-            self.log.append_stderr(traceback.format_exc())
+            logger.debug("playground run %d failed", run, exc_info=err)
+            self.result.value = html.escape(f"Run {run} failed: {_first_line(err)}")
             self.progress.bar_style = "danger"
         finally:
-            self.stop_button.disabled = True
-            with self._lock:
-                self._running = False
-            self.run_button.disabled = False
+            try:
+                self._learn_limit(s, self._live)
+            finally:
+                with self._lock:  # one step with _running: a run() now sees both or neither
+                    self.stop_button.disabled = True
+                    self.run_button.disabled = False
+                    self._running = False
+
+    def _train(self, run: int, s: Mapping) -> None:
+        tasks = self._tasks(s["pair"])
+        self.progress.value = 0
+        self.progress.max = sum(
+            steps_for(t, e, s["batch_size"])
+            for t, e in zip(tasks, (s["epochs_a"], s["epochs_b"]), strict=True)
+        )
+        self._last_draw = -math.inf
+        history = run_sequence(
+            tasks, s["model"], s["method"], s["lam"], (s["epochs_a"], s["epochs_b"]),
+            s["fisher"], s["fisher_samples"], self.seed, callback=self._on_point,
+            stop=self._halt.is_set, cache=self.cache, width=s["width"], lr=s["lr"],
+            optimizer=s["optimizer"], batch_size=s["batch_size"],
+        )
+        self.history = self._live = history
+        self._draw(history)
+        if math.isnan(history.accuracy_matrix[-1, -1]):  # Stop ended it early
+            step = history.steps[-1] if history.steps else 0
+            task = history.tasks[len(history.boundaries) - 1] if history.boundaries else "-"
+            self.result.value = html.escape(
+                f"Run {run} stopped at step {step} (training {task}): {self._describe(s)}"
+            )
+            self.progress.bar_style = "warning"
+        else:
+            self._report(run, s, history)
+            self.progress.value = self.progress.max
+            self.progress.bar_style = "success"
 
     def _on_point(self, point: Point) -> None:
+        self._live = point.history
         self.progress.value = min(point.step, self.progress.max)
         if point.history is not None and time.monotonic() - self._last_draw >= self.redraw_every:
             self._draw(point.history)
 
     def _draw(self, history: History) -> None:
         self._figure = plots.plot_accuracy(history.snapshot(), fig=self._figure)
-        _show(self.plot, self._figure)
+        show_figure(self.plot, self._figure)
         self._last_draw = time.monotonic()
 
     def _report(self, run: int, s: Mapping, history: History) -> None:
@@ -419,7 +450,8 @@ class EWCPlayground:
             "acc_a": float(R[1, 0]),
             "acc_b": float(R[1, 1]),
             "tasks": [a, b],
-            **{k: s[k] for k in ("model", "epochs_a", "epochs_b", "fisher", "fisher_samples")},
+            **{k: s[k] for k in ("model", "epochs_a", "epochs_b", "fisher", "fisher_samples",
+                                 "lr", "width")},
         }
         self.results.append(row)
         self.result.value = (
@@ -428,47 +460,3 @@ class EWCPlayground:
             f"learning task B ({html.escape(b)}: <b>{_percent(row['acc_b'])}</b>)"
         )
 
-
-class FisherExplorer:
-    """Pick a layer, see its Fisher heatmap (:func:`ewclab.plots.plot_fisher_layer`).
-
-    Parameters
-    ----------
-    fisher : dict of str to tensor or array
-        A diagonal Fisher, e.g. ``history.fisher["mnist"]``.
-    model : torch.nn.Module, optional
-        Orders the layer names as the model's parameters.
-
-    Attributes
-    ----------
-    layer : ipywidgets.Dropdown
-        The layer names; changing ``.value`` redraws.
-    out : ipywidgets.Output
-        Holds the heatmap (CSS class ``ewclab-fisher``).
-    widget : ipywidgets.VBox
-        The explorer (displaying the explorer displays it).
-    """
-
-    def __init__(self, fisher: Mapping[str, Any], model: torch.nn.Module | None = None) -> None:
-        if not isinstance(fisher, Mapping) or not fisher:
-            raise TypeError("fisher must be a non-empty dict parameter name -> tensor")
-        names = list(fisher)
-        if model is not None:
-            if not isinstance(model, torch.nn.Module):
-                raise TypeError(f"model must be a torch Module or None, got {type(model).__name__}")
-            order = [n for n, _ in model.named_parameters() if n in fisher]
-            names = order + [n for n in names if n not in order]
-        self.fisher = fisher
-        self.layer = w.Dropdown(options=names, value=names[0], description="layer")
-        self.out = w.Output().add_class("ewclab-fisher")
-        self.layer.observe(lambda change: self._draw(change["new"]), names="value")
-        self.widget = w.VBox([self.layer, self.out])
-        self._draw(names[0])
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
-
-    def _draw(self, name: str) -> None:
-        _show(self.out, plots.plot_fisher_layer(self.fisher, name))
