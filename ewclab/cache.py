@@ -11,8 +11,9 @@ import hashlib
 import numbers
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ import torch
 from ewclab.data import Task
 from ewclab.learner import Learner
 
-__all__ = ["TaskACache", "fingerprint"]
+__all__ = ["TaskACache", "fingerprint", "key"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,15 @@ class TaskACache:
             self._entries.move_to_end(key)
             return entry
 
+    def peek(self, key: tuple) -> Entry | None:
+        """The entry stored under ``key``, or None, without counting a hit or a miss.
+
+        For a front end that wants to know what a run would reuse (e.g. task A's Fisher,
+        to tell a student the largest stable λ) before starting it.
+        """
+        with self._lock:
+            return self._entries.get(key)
+
     def put(self, key: tuple, entry: Entry) -> None:
         """Store ``entry`` under ``key``, dropping the least recently used beyond maxsize."""
         with self._lock:
@@ -103,3 +113,29 @@ def fingerprint(tasks: Sequence[Task]) -> str:
         for a in (t.x_train, t.y_train, t.x_test, t.y_test):
             h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
+
+
+def key(
+    model: Any, data: str, settings: Mapping[str, Any], eval_every: int | None = None,
+    eval_samples: int | None = None,
+) -> tuple:
+    """The key a run's task-A entry is stored under: everything training task A depends on.
+
+    Parameters
+    ----------
+    model : str or callable
+        The ``model`` argument of :func:`~ewclab.experiment.run_sequence`.
+    data : str
+        :func:`fingerprint` of the run's tasks.
+    settings : mapping
+        The run's resolved settings, as in ``history.settings``: ``width``, ``lr``,
+        ``optimizer``, ``batch_size``, ``epochs`` (task A's first), ``seed``, ``fisher``,
+        ``fisher_samples``.
+    eval_every, eval_samples
+        The run's evaluation settings.
+    """
+    s = settings
+    return (
+        model, s["width"], s["lr"], s["optimizer"], s["batch_size"], s["epochs"][0],
+        int(s["seed"]), s["fisher"], s["fisher_samples"], eval_every, eval_samples, data,
+    )

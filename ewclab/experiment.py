@@ -27,6 +27,7 @@ import torch
 
 from ewclab.buffer import TaskBuffer
 from ewclab.cache import Entry, TaskACache, fingerprint
+from ewclab.cache import key as cache_key
 from ewclab.data import Task, batchify
 from ewclab.fisher import KINDS, fisher_diagonal
 from ewclab.history import History
@@ -451,11 +452,7 @@ def run_sequence(
     history = History([t.name for t in tasks], settings)
     key = None
     if cache is not None:
-        key = (
-            model, settings["width"], settings["lr"], settings["optimizer"], batch_size,
-            per_task[0], int(seed), fisher, fisher_samples, eval_every, eval_samples,
-            fingerprint(tasks),
-        )
+        key = cache_key(model, fingerprint(tasks), settings, eval_every, eval_samples)
     entry = cache.get(key) if cache is not None else None
     if entry is None:
         learner = make_model(model, num_classes, width, lr, optimizer, seed=seed)

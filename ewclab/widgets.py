@@ -29,6 +29,8 @@ import ipywidgets as w
 from matplotlib.figure import Figure
 
 from ewclab import plots
+from ewclab.cache import fingerprint
+from ewclab.cache import key as cache_key
 from ewclab.data import Task
 from ewclab.experiment import DEFAULTS, Point, TaskACache, run_sequence, steps_for
 from ewclab.fisher import KINDS
@@ -178,6 +180,7 @@ class EWCPlayground:
         self.error: BaseException | None = None
         self._loaded: dict[str, list[Task]] = {}
         self._max_fisher: dict[tuple, float] = {}
+        self._fingerprints: dict[str, str] = {}
         self._live: History | None = None
         self._halt = threading.Event()
         self._lock = threading.Lock()
@@ -258,10 +261,26 @@ class EWCPlayground:
         epochs A, Fisher kind and samples; see :func:`largest_stable_lam`.
         """
         s = self._settings()
-        max_fisher = self._max_fisher.get(self._fisher_key(s))
+        max_fisher = self._max_fisher.get(self._fisher_key(s)) or self._cached_max_fisher(s)
         if max_fisher is None:
             return None
         return largest_stable_lam(max_fisher, self._row(s["pair"], s["model"], "ewc"))
+
+    def _cached_max_fisher(self, s: Mapping) -> float | None:
+        """Task A's largest Fisher entry in the cache entry a run with ``s`` would reuse."""
+        if not len(self.cache):
+            return None
+        if s["pair"] not in self._fingerprints:
+            try:
+                self._fingerprints[s["pair"]] = fingerprint(self._tasks(s["pair"]))
+            except (OSError, ValueError):  # data not at hand: a run will say so
+                return None
+        settings = {**s, "epochs": [s["epochs_a"]], "seed": self.seed}
+        entry = self.cache.peek(cache_key(s["model"], self._fingerprints[s["pair"]], settings))
+        if entry is None:
+            return None
+        self._max_fisher[self._fisher_key(s)] = max(float(f.max()) for f in entry.fisher.values())
+        return self._max_fisher[self._fisher_key(s)]
 
     # ------------------------------------------------------------------ defaults and limits
 

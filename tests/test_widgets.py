@@ -366,8 +366,15 @@ def test_stability_limit_is_shown_and_a_run_above_it_is_refused(tasks):
     pg.ewc_toggle.value = False  # plain training has no penalty to diverge on
     assert pg.lam_limit.value == ""
 
-    # a playground that has not seen task A's Fisher: the run's own check stops it
-    fresh = _playground(tasks, cache=cache, lam=10.0)
+    # a new playground on the same cache knows the limit before its first run
+    (hits, misses), other = (cache.hits, cache.misses), _playground(tasks, cache=cache)
+    assert other.stable_lam == pytest.approx(limit)
+    assert (cache.hits, cache.misses) == (hits, misses)  # looking is not using
+    other.epochs_a.value = 2  # another task A: its Fisher is not known
+    assert other.stable_lam is None
+
+    # where task A's Fisher is not known yet, the run's own check stops the run
+    fresh = _playground(tasks, lam=10.0)
     fresh.lam_slider.max = pg.lam_slider.max
     fresh.lam_slider.value = 2 * limit
     assert fresh.run() and fresh.wait(60)
