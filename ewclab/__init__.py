@@ -1,4 +1,11 @@
-"""ewclab: a hands-on lab for catastrophic forgetting and Elastic Weight Consolidation."""
+"""ewclab: a hands-on lab for catastrophic forgetting and Elastic Weight Consolidation.
+
+ewclab logs through the ``"ewclab"`` logger, silent unless the application configures
+logging: ``logging.basicConfig(level=logging.DEBUG)`` shows every training step's loss,
+``level=logging.INFO`` task boundaries, consolidations and evaluations.
+"""
+
+import logging
 
 from ewclab.buffer import TaskBuffer
 from ewclab.data import Task, batchify, load_task, to_nchw
@@ -8,6 +15,8 @@ from ewclab.models import MLP, AlexNet, TestNet
 from ewclab.persist import load
 
 __version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "EWC", "MLP", "AlexNet", "Task", "TaskBuffer", "TestNet", "__version__", "batchify",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -141,6 +142,11 @@ def _parser() -> argparse.ArgumentParser:
         "other jobs 1 can be several times faster",
     )
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    demo.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="log to stderr: -v task boundaries, consolidations and evaluations (INFO), "
+        "-vv also every step's loss (DEBUG)",
+    )
     return parser
 
 
@@ -290,6 +296,24 @@ def _save(history, args: argparse.Namespace) -> None:
         plot_accuracy(history).savefig(args.plot, dpi=120, bbox_inches="tight")
 
 
+def _log_to_stderr(verbosity: int) -> None:
+    """Send the ``ewclab`` logger to stderr at INFO (1) or DEBUG (2 or more).
+
+    The handler stays until the next :func:`main` (usually the end of the process), which
+    replaces it, or removes it and the level it set when run without ``-v``.
+    """
+    logger = logging.getLogger("ewclab")
+    for handler in [h for h in logger.handlers if h.get_name() == "ewclab-cli"]:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    if verbosity:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.set_name("ewclab-cli")
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+
+
 def main(argv: Sequence[str] | None = None, *, cache: TaskACache | None = None) -> int:
     """Run the ``ewclab`` command line; returns the exit status.
 
@@ -302,6 +326,7 @@ def main(argv: Sequence[str] | None = None, *, cache: TaskACache | None = None) 
     """
     parser = _parser()
     args = parser.parse_args(argv)
+    _log_to_stderr(args.verbose)
     if args.threads is None:
         return _demo(args, parser, cache)
     import torch

@@ -21,6 +21,7 @@ change with the batch or sample count; λ = 0 is plain training.
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from ewclab.fisher import KINDS, fisher_diagonal
+
+logger = logging.getLogger(__name__)
 
 MODES = ("separate", "online", "l2")
 
@@ -148,6 +151,7 @@ class EWC:
         """
         kind = self.fisher if fisher is None else _check_kind(fisher)
         F = fisher_diagonal(self.model, X, y, kind=kind, batch_size=self.batch_size)
+        logger.info("consolidate: %s Fisher on %d samples", kind, len(X))
         self.add_task(F)
         return F
 
@@ -159,6 +163,7 @@ class EWC:
         """
         params = self._params()
         F = _check_fisher(fisher, params, "fisher")
+        summary = _summary(F) if logger.isEnabledFor(logging.INFO) else ""
         if self.mode == "l2":
             F = {name: torch.ones_like(f) for name, f in F.items()}
         anchor = {name: p.detach().clone() for name, p in params.items()}
@@ -168,6 +173,8 @@ class EWC:
             self.tasks = [Term(F, anchor)]
         else:
             self.tasks.append(Term(F, anchor))
+        logger.info("EWC (%s, λ = %g): anchored %d term(s); this task's F %s",
+                    self.mode, self.lam, len(self.tasks), summary)
 
     def reset(self) -> None:
         """Forget every consolidated task (the penalty becomes zero)."""
@@ -270,6 +277,14 @@ class _QuadraticTerm(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         return (None, None, *torch._foreach_mul(list(ctx.saved_tensors), 2 * grad))
+
+
+def _summary(fisher: Mapping[str, Tensor]) -> str:
+    """Mean and max of a Fisher over all its entries, in words (for the log)."""
+    total = sum(float(f.sum()) for f in fisher.values())
+    count = sum(f.numel() for f in fisher.values())
+    top = max(float(f.max()) for f in fisher.values())
+    return f"mean {total / count:.3g}, max {top:.3g} over {count} weights"
 
 
 def _check_kind(kind: str) -> str:

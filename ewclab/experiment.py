@@ -16,6 +16,7 @@ A does not depend on λ or on the later tasks' settings, so a
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -49,6 +50,8 @@ __all__ = [
     "steps_for",
     "train_on_task",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: The demo's settings (``ewclab demo``, notebooks, widgets) as a dict, for code that reads
 #: ``DEFAULTS["lam"]``; the table they come from, with a reason for each value, is
@@ -468,6 +471,8 @@ def run_sequence(
             learner.ewc.add_task(_clone(entry.fisher))
         step, loss = entry.step, entry.loss
         first = 1
+        logger.info("task 1/%d %r: restored from the task-A cache at step %d",
+                    len(tasks), tasks[0].name, step)
         if callback is not None:
             callback(Point(tasks[0].name, step, loss, _last_point(history), history))
         if len(tasks) == 1:
@@ -479,6 +484,8 @@ def run_sequence(
         task = tasks[i]
         torch.manual_seed(seed + i)
         history.start_task(task.name, step)
+        logger.info("task %d/%d %r: %g epoch(s) from step %d (%s, λ = %g)",
+                    i + 1, len(tasks), task.name, per_task[i], step, method, lam)
         if i == 0:
             history.record(step, evaluate(learner, tasks, eval_samples))
         result = train_on_task(
@@ -489,14 +496,18 @@ def run_sequence(
         )
         step, loss = result.step, result.loss
         if result.stopped:
+            logger.info("stopped at step %d while training %r", step, task.name)
             break
         final = result.points[-1].accuracies
         if eval_samples is not None:
             final = evaluate(learner, tasks)
         history.finish_task(task.name, final)
+        logger.info("after task %r: test accuracy %s", task.name,
+                    ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in final.items()))
         X, y = buffer.get(task.name)
         generator = torch.Generator().manual_seed(seed + i)
         F = fisher_diagonal(learner, X, y, kind=fisher, generator=generator)
+        logger.info("Fisher of %r: %s, on %d samples", task.name, fisher, len(y))
         history.fisher[task.name] = _clone(F)
         if i == 0 and cache is not None:
             saved = Entry(copy.deepcopy(learner), _clone(F), history.to_dict(), step, loss)

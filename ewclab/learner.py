@@ -19,6 +19,7 @@ preallocated buffers and is undone if anything came out non-finite.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from collections.abc import Iterator
@@ -34,6 +35,8 @@ from tqdm.auto import tqdm
 from ewclab.buffer import TaskBuffer
 from ewclab.ewc import EWC
 from ewclab.validation import InputSpec, check_batch, to_float_input
+
+logger = logging.getLogger(__name__)
 
 #: Learning rate used when ``lr=None``, per optimiser.
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
@@ -243,8 +246,12 @@ class Learner(nn.Module):
 
     def _step(self, X: Tensor, y: Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self(X), y) + self.ewc.penalty()
+        cross_entropy, penalty = F.cross_entropy(self(X), y), self.ewc.penalty()
+        loss = cross_entropy + penalty
         value = loss.item()
+        if logger.isEnabledFor(logging.DEBUG):  # the hot path pays one check when off
+            logger.debug("step on %d samples: loss %.4f = cross-entropy %.4f + penalty %.4g",
+                         len(X), value, cross_entropy.item(), penalty.item())
         if not math.isfinite(value):
             raise FloatingPointError(self._diverged(f"the loss is {value}"))
         loss.backward()
