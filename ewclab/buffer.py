@@ -14,10 +14,13 @@ have to store a few samples from every task during training". `TaskBuffer` keeps
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
 import torch
+
+from ewclab.validation import check_bool, check_int, check_seed
 
 
 class _Reservoir:
@@ -41,6 +44,9 @@ class TaskBuffer:
         Class-balanced reservoir sampling instead of plain reservoir sampling.
     seed : int, default 0
         Seeds the buffer's own random generator (the global RNG is not touched).
+    num_classes : int, optional
+        When given, labels must lie in ``[0, num_classes)`` (a learner passes its own);
+        otherwise any label ``>= 0`` is kept.
 
     Examples
     --------
@@ -49,14 +55,19 @@ class TaskBuffer:
     >>> model.consolidate(*buf.get("mnist"))       # doctest: +SKIP
     """
 
-    def __init__(self, per_task: int = 200, balanced: bool = True, seed: int = 0):
-        if isinstance(per_task, bool) or not isinstance(per_task, int) or per_task < 1:
-            raise ValueError(f"per_task must be a positive int, got {per_task!r}")
-        if not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        self.per_task = per_task
-        self.balanced = bool(balanced)
-        self.seed = seed
+    def __init__(
+        self,
+        per_task: int = 200,
+        balanced: bool = True,
+        seed: int = 0,
+        num_classes: int | None = None,
+    ):
+        self.per_task = check_int(per_task, "per_task", low=1)
+        self.balanced = check_bool(balanced, "balanced")
+        self.seed = check_seed(seed, none_ok=False)
+        self.num_classes = None if num_classes is None else check_int(
+            num_classes, "num_classes", low=1
+        )
         self._rng = torch.Generator().manual_seed(seed)
         self._tasks: dict[str, _Reservoir] = {}
 
@@ -85,7 +96,9 @@ class TaskBuffer:
         """Offer a batch of samples of ``task_name`` to the reservoir.
 
         ``X`` (N, ...) and ``y`` (N,) integer labels, numpy or torch; kept on the CPU in
-        their own dtype. Everything is checked before anything is stored.
+        their own dtype. Everything is checked before anything is stored: a ``TypeError``
+        or ``ValueError`` (non-integer or out-of-range labels, non-finite pixels, a shape
+        or dtype unlike the task's earlier samples) leaves the buffer unchanged.
         """
         X, y = self._check(task_name, X, y)
         r = self._tasks.get(task_name)
@@ -148,13 +161,21 @@ class TaskBuffer:
                 f"expected X of shape (N, ...) and y of shape (N,), got {tuple(X.shape)} and "
                 f"{tuple(y.shape)}"
             )
+        if X.dtype.is_floating_point and not bool(torch.isfinite(X).all()):
+            raise ValueError("X contains NaN or inf values; expected finite numbers")
+        y = y.detach().cpu().long()
+        high = math.inf if self.num_classes is None else self.num_classes
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= high):
+            raise ValueError(
+                f"labels must be in [0, {high}), got values from {int(y.min())} to {int(y.max())}"
+            )
         r = self._tasks.get(task_name)
         if r is not None and (r.X.shape[1:] != X.shape[1:] or r.X.dtype != X.dtype):
             raise ValueError(
                 f"task {task_name!r} stores samples of shape {tuple(r.X.shape[1:])} and dtype "
                 f"{r.X.dtype}, got {tuple(X.shape[1:])} and {X.dtype}"
             )
-        return X.detach().cpu(), y.detach().cpu().long()
+        return X.detach().cpu(), y
 
     def state_dict(self) -> dict:
         """Everything needed to restore the buffer; only tensors, ints, bools, strs, dicts."""
@@ -162,6 +183,7 @@ class TaskBuffer:
             "per_task": self.per_task,
             "balanced": self.balanced,
             "seed": self.seed,
+            "num_classes": self.num_classes,
             "rng": self._rng.get_state(),
             "tasks": {
                 name: {
@@ -177,7 +199,10 @@ class TaskBuffer:
     def load_state_dict(self, state: dict) -> None:
         """Restore from :meth:`state_dict`; checks everything before changing anything."""
         try:
-            fresh = TaskBuffer(state["per_task"], state["balanced"], state["seed"])
+            fresh = TaskBuffer(
+                state["per_task"], state["balanced"], state["seed"],
+                num_classes=state.get("num_classes", self.num_classes),
+            )
             fresh._rng.set_state(state["rng"])
             for name, t in state["tasks"].items():
                 X, y = fresh._check(name, t["X"], t["y"])

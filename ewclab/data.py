@@ -17,6 +17,7 @@ import torch
 
 from ewclab.idx import read_idx
 from ewclab.sources import FILES, bundled_folder, find_full
+from ewclab.validation import check_bool, check_int, check_option, check_seed
 
 __all__ = [
     "CLASSES",
@@ -111,20 +112,23 @@ def load_task(
 
     Raises
     ------
+    TypeError
+        ``name`` or ``source`` not a string, ``download`` not a bool, ``root`` not a path.
     ValueError
         Unknown name or source, or a corrupt IDX file (the message names the file).
     FileNotFoundError
         ``source="full"`` and the files are nowhere (the message lists where it looked).
     """
-    if name not in CLASSES:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(CLASSES)}")
+    check_option(name, "name", tuple(CLASSES))
+    check_option(source, "source", ("bundled", "full"))
+    download = check_bool(download, "download")
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a folder path (str or os.PathLike) or None, got {root!r}")
     if source == "bundled":
         folder = bundled_folder(name)
         files = {key: folder / f"{stem}.gz" for key, stem in FILES.items()}
-    elif source == "full":
-        files = find_full(name, root=root, download=download)
     else:
-        raise ValueError(f"unknown source {source!r}; expected 'bundled' or 'full'")
+        files = find_full(name, root=root, download=download)
     arrays = {}
     for split in ("train", "test"):
         images = read_idx(files[split, "images"])
@@ -244,15 +248,33 @@ def split_task(task: Task, classes: Sequence[int], remap: bool = True) -> Task:
 
 
 def batchify(
-    X: Array, y: Array, batch_size: int = 1000, shuffle: bool = False, seed: int | None = None
+    X: Array,
+    y: Array,
+    batch_size: int = 1000,
+    shuffle: bool = False,
+    seed: int | None = None,
+    *,
+    epochs: int | None = None,
+    steps: int | None = None,
 ) -> Iterator[tuple[Array, Array]]:
-    """Endless full-size batches that wrap around the data (the seed's generator, fixed).
+    """Full-size batches that wrap around the data (the seed's generator, fixed); endless
+    unless ``epochs`` or ``steps`` bounds them.
 
     Every batch has exactly ``batch_size`` samples. At the end of the data a batch is
     completed from the start of the next pass, and the next batch continues exactly
     where that fill stopped, so over ``k`` passes every sample is yielded ``k`` times.
     (The seed's version restarted at ``batch_size`` after a fill and silently skipped
     samples on every wrap.) Works when ``len(X) < batch_size``.
+
+    Without ``epochs`` or ``steps`` the generator never ends, as in the seed: take what
+    you need with ``next`` or ``itertools.islice``. ``for X_b, y_b in batchify(X, y)``
+    needs a bound:
+
+    >>> X, y = np.arange(10)[:, None], np.arange(10)
+    >>> [len(b) for b, _ in batchify(X, y, batch_size=4, epochs=1)]
+    [4, 4, 2]
+    >>> [len(b) for b, _ in batchify(X, y, batch_size=4, steps=3)]
+    [4, 4, 4]
 
     Parameters
     ----------
@@ -264,6 +286,11 @@ def batchify(
         Visit the samples in a new random order on every pass.
     seed : int, optional
         Seed of the shuffling.
+    epochs : int, optional, keyword only
+        Stop after this many passes: every sample is yielded exactly ``epochs`` times,
+        and the last batch holds what is left (it may be smaller than ``batch_size``).
+    steps : int, optional, keyword only
+        Stop after this many full-size batches.
 
     Yields
     ------
@@ -272,31 +299,52 @@ def batchify(
 
     Raises
     ------
+    TypeError
+        X or y not a numpy array or tensor, a non-integer ``batch_size``, ``epochs`` or
+        ``steps``, a non-bool ``shuffle``.
     ValueError
-        Empty data, ``len(X) != len(y)`` or ``batch_size < 1`` (raised at the call,
-        not at the first ``next``).
+        Empty data, ``len(X) != len(y)``, ``batch_size``, ``epochs`` or ``steps`` < 1,
+        or both ``epochs`` and ``steps`` given. Raised at the call, not at the first
+        ``next``.
     """
+    for name, a in (("X", X), ("y", y)):
+        if not isinstance(a, (np.ndarray, torch.Tensor)) or a.ndim == 0:
+            raise TypeError(f"{name} must be a numpy array or torch tensor, got {a!r:.80}")
     n = len(X)
     if n == 0:
         raise ValueError("batchify needs at least one sample, got empty X")
     if len(y) != n:
         raise ValueError(f"X and y must have the same length, got {n} and {len(y)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = check_int(batch_size, "batch_size", low=1)
+    shuffle = check_bool(shuffle, "shuffle")
+    seed = check_seed(seed)
+    if epochs is not None and steps is not None:
+        raise ValueError(f"give epochs or steps, not both; got epochs={epochs!r}, steps={steps!r}")
+    total = None  # samples to yield; None is endless
+    if epochs is not None:
+        total = check_int(epochs, "epochs", low=1) * n
+    elif steps is not None:
+        total = check_int(steps, "steps", low=1) * batch_size
     rng = np.random.default_rng(seed)
-    return _batches(X, y, n, int(batch_size), shuffle, rng)
+    return _batches(X, y, n, batch_size, shuffle, rng, total)
 
 
 def _batches(
-    X: Array, y: Array, n: int, batch_size: int, shuffle: bool, rng: np.random.Generator
+    X: Array,
+    y: Array,
+    n: int,
+    batch_size: int,
+    shuffle: bool,
+    rng: np.random.Generator,
+    total: int | None,
 ) -> Iterator[tuple[Array, Array]]:
     order = rng.permutation(n) if shuffle else np.arange(n)
     pos = 0
-    while True:
+    while total is None or total > 0:
         parts = []
-        need = batch_size
+        need = batch_size if total is None else min(batch_size, total)
+        if total is not None:
+            total -= need
         while need:
             take = order[pos : pos + need]
             parts.append(take)

@@ -22,8 +22,7 @@ change with the batch or sample count; λ = 0 is plain training.
 from __future__ import annotations
 
 import logging
-import math
-import numbers
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ewclab.fisher import KINDS, fisher_diagonal
+from ewclab.validation import FLOAT32_MAX, check_int, check_option, check_real
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,9 @@ class EWC:
         Default Fisher kind of :meth:`consolidate`.
     batch_size : int, default 256
         Samples per batched pass of the Fisher estimator.
+    generator : torch.Generator, optional
+        Random source of the sampled Fisher (a learner passes its own, seeded one);
+        ``None`` draws from the global RNG.
 
     Examples
     --------
@@ -80,14 +83,17 @@ class EWC:
         gamma: float = 1.0,
         fisher: str = "empirical",
         batch_size: int = 256,
+        generator: torch.Generator | None = None,
     ):
         self.model = model
         self.lam = lam
         self.mode = mode
         self.gamma = gamma
-        self.fisher = _check_kind(fisher)
+        self.fisher = fisher
         self.batch_size = batch_size
+        self.generator = generator
         self.tasks: list[Term] = []
+        self._max_f: tuple[list[Term], float] = ([], 0.0)  # stiffness cache: terms, max Σ F
 
     # -- settings, validated on every assignment so a bad value never lands -------------------
     @property
@@ -97,7 +103,7 @@ class EWC:
 
     @lam.setter
     def lam(self, value: float) -> None:
-        self._lam = _check_real(value, "lam (the EWC strength λ)", low=0.0, low_open=False)
+        self._lam = check_lam(value, "lam (the EWC strength λ)")
 
     @property
     def gamma(self) -> float:
@@ -106,7 +112,7 @@ class EWC:
 
     @gamma.setter
     def gamma(self, value: float) -> None:
-        self._gamma = _check_real(value, "gamma", low=0.0, low_open=True, high=1.0)
+        self._gamma = check_real(value, "gamma", low=0, low_open=True, high=1)
 
     @property
     def mode(self) -> str:
@@ -115,8 +121,7 @@ class EWC:
 
     @mode.setter
     def mode(self, value: str) -> None:
-        if value not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {value!r}")
+        check_option(value, "mode", MODES)
         if getattr(self, "tasks", None) and value != self._mode:
             raise ValueError(
                 f"cannot switch mode from {self._mode!r} to {value!r} after {len(self.tasks)} "
@@ -125,15 +130,22 @@ class EWC:
         self._mode = value
 
     @property
+    def fisher(self) -> str:
+        """Default Fisher kind of :meth:`consolidate`: one of :data:`ewclab.fisher.KINDS`."""
+        return self._fisher
+
+    @fisher.setter
+    def fisher(self, value: str) -> None:
+        self._fisher = _check_kind(value)
+
+    @property
     def batch_size(self) -> int:
         """Samples per batched pass of the Fisher estimator."""
         return self._batch_size
 
     @batch_size.setter
     def batch_size(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"batch_size must be a positive int, got {value!r}")
-        self._batch_size = int(value)
+        self._batch_size = check_int(value, "batch_size", low=1)
 
     @classmethod
     def l2(cls, model: nn.Module, lam: float = 1.0) -> EWC:
@@ -150,7 +162,9 @@ class EWC:
         the error comes from :func:`ewclab.fisher.fisher_diagonal` and nothing is stored.
         """
         kind = self.fisher if fisher is None else _check_kind(fisher)
-        F = fisher_diagonal(self.model, X, y, kind=kind, batch_size=self.batch_size)
+        F = fisher_diagonal(
+            self.model, X, y, kind=kind, batch_size=self.batch_size, generator=self.generator
+        )
         logger.info("consolidate: %s Fisher on %d samples", kind, len(X))
         self.add_task(F)
         return F
@@ -179,6 +193,7 @@ class EWC:
     def reset(self) -> None:
         """Forget every consolidated task (the penalty becomes zero)."""
         self.tasks = []
+        self._max_f = ([], 0.0)
 
     # -- the penalty ----------------------------------------------------------------------------
     def penalty(self) -> Tensor:
@@ -200,15 +215,21 @@ class EWC:
 
         The penalty's Hessian is diagonal with entries λ Σ_terms F_i, so this is its largest
         eigenvalue: what bounds the learning rate plain SGD can use on the penalty (see
-        :meth:`ewclab.learner.Learner.check_stability`).
+        :meth:`ewclab.learner.Learner.check_stability`). max Σ F is computed once per set
+        of terms and cached, so calling this before every training step is cheap.
         """
         if self.lam == 0 or not self.tasks:
             return 0.0
-        total: dict[str, Tensor] = {}
-        for term in self.tasks:
-            for name, f in term.fisher.items():
-                total[name] = f if name not in total else total[name] + f
-        return self.lam * max(float(f.max()) for f in total.values())
+        terms, max_f = self._max_f
+        same = len(terms) == len(self.tasks) and all(map(operator.is_, terms, self.tasks))
+        if not same:
+            total: dict[str, Tensor] = {}
+            for term in self.tasks:
+                for name, f in term.fisher.items():
+                    total[name] = f if name not in total else total[name] + f
+            max_f = max(float(f.max()) for f in total.values())
+            self._max_f = (list(self.tasks), max_f)
+        return self.lam * max_f
 
     # -- persistence ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -236,6 +257,8 @@ class EWC:
                 self.model, lam=state["lam"], mode=state["mode"], gamma=state["gamma"],
                 fisher=state["fisher"], batch_size=state["batch_size"],
             )
+            if not isinstance(state["tasks"], list):
+                raise TypeError(f"'tasks' must be a list, got {type(state['tasks']).__name__}")
             params = self._params()
             tasks = [
                 Term(_check_fisher(term["fisher"], params, f"tasks[{t}]['fisher']"),
@@ -244,10 +267,13 @@ class EWC:
             ]
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not an EWC state: missing or malformed {exc}") from exc
+        except ValueError as exc:
+            raise ValueError(f"not a valid EWC state: {exc}") from exc
         if staged.mode == "online" and len(tasks) > 1:
             raise ValueError(f"an online EWC state holds one term, got {len(tasks)}")
         self._lam, self._gamma, self._batch_size = staged.lam, staged.gamma, staged.batch_size
         self._mode, self.fisher, self.tasks = staged.mode, staged.fisher, tasks
+        self._max_f = ([], 0.0)
 
     def __repr__(self) -> str:
         return (
@@ -279,6 +305,11 @@ class _QuadraticTerm(torch.autograd.Function):
         return (None, None, *torch._foreach_mul(list(ctx.saved_tensors), 2 * grad))
 
 
+def check_lam(value: Any, name: str = "lam") -> float:
+    """An EWC strength λ: a real number in [0, float32's largest] (the penalty is float32)."""
+    return check_real(value, name, low=0, high=FLOAT32_MAX)
+
+
 def _summary(fisher: Mapping[str, Tensor]) -> str:
     """Mean and max of a Fisher over all its entries, in words (for the log)."""
     total = sum(float(f.sum()) for f in fisher.values())
@@ -288,23 +319,7 @@ def _summary(fisher: Mapping[str, Tensor]) -> str:
 
 
 def _check_kind(kind: str) -> str:
-    if kind not in KINDS:
-        raise ValueError(f"fisher must be one of {KINDS}, got {kind!r}")
-    return kind
-
-
-def _check_real(
-    value: Any, name: str, low: float, low_open: bool, high: float = math.inf
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}")
-    value = float(value)
-    too_low = value <= low if low_open else value < low
-    if not math.isfinite(value) or too_low or value > high:
-        bracket = "(" if low_open else "["
-        upper = "inf)" if high == math.inf else f"{high:g}]"
-        raise ValueError(f"{name} must be in {bracket}{low:g}, {upper}, got {value!r}")
-    return value
+    return check_option(kind, "fisher", KINDS)
 
 
 def _check_fisher(

@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from ewclab.validation import check_int, check_option
+
 KINDS = ("empirical", "exact", "sampled")
 
 # (labels, weights) for one backward pass over a batch: Σ_n weights_n · ∇ log p(labels_n|x_n)²
@@ -83,8 +85,7 @@ def fisher_diagonal(
         On an unknown ``kind``, a non-positive ``batch_size``, no samples, missing or
         out-of-range labels. The model's train/eval mode is restored in every case.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = check_int(batch_size, "batch_size", low=1)
     X, y, params = _prepare(model, X, y, kind)
     u = _uniforms(len(X), generator, X.device) if kind == "sampled" else None
     layers = _layers(model, params)
@@ -293,8 +294,7 @@ def _is_plain_layer(module: nn.Module) -> bool:
 
 def _prepare(model: nn.Module, X: Any, y: Any, kind: str) -> tuple[Tensor, Tensor | None, dict]:
     """Validate and convert the inputs; return (X, y, trainable parameters by name)."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    check_option(kind, "kind", KINDS)
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("model has no trainable parameters, so it has no Fisher information")
@@ -327,6 +327,8 @@ def _check_labels(y: Tensor | None, num_classes: int) -> None:
 
 def _uniforms(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
     """One uniform number per sample, drawn up front so that batching does not change labels."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
     source = generator.device if generator is not None else "cpu"
     return torch.rand(n, generator=generator, device=source).to(device)
 

@@ -12,6 +12,7 @@ keeps this small numpy reader, which names the file in every error.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 from pathlib import Path
@@ -63,7 +64,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(data) < header:
         raise ValueError(f"{path}: truncated IDX header ({len(data)} bytes)")
     shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)  # exact: np.prod wraps around in int64
     if len(data) != expected:
         raise ValueError(
             f"{path}: wrong length for an IDX array of shape {shape}: "

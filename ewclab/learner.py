@@ -7,8 +7,12 @@ cross-entropy + ``model.ewc.penalty()``, where the penalty is
 ``ewc_lambda / 2 * sum_tasks sum_i F_i (theta_i - theta*_i)^2``.
 
 Every call either succeeds or raises with all state (weights, optimiser, EWC, buffer)
-unchanged: inputs are checked before anything is touched, and a step whose loss or
-gradients are not finite is refused before the optimiser runs. With finite gradients
+unchanged: inputs and optimiser settings are checked before anything is touched; a λ
+past SGD's stability bound is refused before the step (:meth:`Learner.check_stability`,
+λ · max F cached); a step whose loss is not finite, or :data:`LOSS_JUMP` times the
+previous step's, or whose gradients are not finite, is refused before the optimiser
+runs; ``fit`` puts back the state it started from when any of its steps fails, so a
+diverging ``fit`` leaves a model that a smaller lr or λ can train. With finite gradients
 an SGD or Adam step can only overflow when ``lr * max|gradient|`` is astronomically
 large (a weight moves by at most ``lr * max|g| / (1 - momentum)`` for SGD, a few ``lr``
 for Adam, whose second moment overflows only for ``|g| > 1e19``). So ordinary steps pay
@@ -23,7 +27,8 @@ import logging
 import math
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,8 +38,22 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ewclab.buffer import TaskBuffer
-from ewclab.ewc import EWC
-from ewclab.validation import InputSpec, check_batch, to_float_input
+from ewclab.ewc import EWC, MODES, check_lam
+from ewclab.fisher import KINDS
+from ewclab.validation import (
+    InputSpec,
+    check_batch,
+    check_bool,
+    check_device,
+    check_int,
+    check_lr,
+    check_momentum,
+    check_option,
+    check_param_groups,
+    check_real,
+    check_seed,
+    to_float_input,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +64,35 @@ DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 #: step on, every step keeps an undo snapshot and checks the weights after stepping.
 LARGE_STEP = 1e6
 
+#: A step whose loss exceeds this many times the previous step's (or 1, if larger) is
+#: refused as divergence: healthy training never sees a cross-entropy of 1000.
+LOSS_JUMP = 1e3
+
 #: Default EWC strength λ (penalty = λ/2 · Σ F_i (θ_i − θ*_i)², F = mean per-sample squared
 #: gradient of the log-likelihood).
 DEFAULT_EWC_LAMBDA = 100.0
+
+
+class DivergenceError(FloatingPointError, ValueError):
+    """Training refused a step that would diverge; the model is unchanged.
+
+    Raised before the step when λ is past SGD's stability bound, and when a step's loss,
+    gradients or result are not finite. It is a ``FloatingPointError`` (what ewclab
+    raised for divergence before) and a ``ValueError`` (a setting is wrong for the data).
+    """
+
+
+@dataclass
+class _Snapshot:
+    """Weights + optimiser state tensors, their copies, the optimiser's per-parameter state
+    dicts, the shuffling generator's state and the step guards' memory, to undo steps."""
+
+    tensors: list[Tensor]
+    copies: list[Tensor]
+    state: dict
+    rng: Tensor
+    large_steps: bool
+    last_loss: float | None
 
 
 class Learner(nn.Module):
@@ -76,9 +121,10 @@ class Learner(nn.Module):
         SGD momentum in [0, 1); ignored by Adam.
     device : str or torch.device, default "auto"
         ``"auto"`` is CUDA when available, else CPU.
-    seed : int or None, default None
-        Seeds the weight initialisation and ``fit``'s shuffling without touching the
-        global RNG. Dropout draws from the global RNG (``torch.manual_seed``).
+    seed : int in [0, 2**64) or None, default None
+        Seeds the weight initialisation, ``fit``'s shuffling and the sampled Fisher
+        without touching the global RNG. Dropout draws from the global RNG
+        (``torch.manual_seed``).
     buffer_per_task : int, default 200
         Capacity per task of ``self.buffer`` (a :class:`~ewclab.buffer.TaskBuffer`).
     """
@@ -99,18 +145,17 @@ class Learner(nn.Module):
         buffer_per_task: int = 200,
     ):
         super().__init__()
-        if optimizer not in DEFAULT_LR:
-            raise ValueError(f"optimizer must be one of {sorted(DEFAULT_LR)}, got {optimizer!r}")
-        lr = DEFAULT_LR[optimizer] if lr is None else lr
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-        if not (isinstance(momentum, (int, float)) and 0 <= momentum < 1):
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-        self.device = torch.device(
-            ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        )
+        # every setting is checked before a layer is built or a random number drawn
+        optimizer = check_option(optimizer, "optimizer", tuple(DEFAULT_LR))
+        lr = DEFAULT_LR[optimizer] if lr is None else check_lr(lr, "lr")
+        momentum = check_momentum(momentum, "momentum")
+        seed = check_seed(seed)
+        ewc_lambda = check_lam(ewc_lambda, "ewc_lambda")
+        ewc_mode = check_option(ewc_mode, "ewc_mode", MODES)
+        ewc_gamma = check_real(ewc_gamma, "ewc_gamma", low=0, low_open=True, high=1)
+        fisher = check_option(fisher, "fisher", KINDS)
+        buffer_per_task = check_int(buffer_per_task, "buffer_per_task", low=1)
+        self.device = check_device(device)
         self.config = {
             **arch,
             "ewc_lambda": ewc_lambda, "ewc_mode": ewc_mode, "ewc_gamma": ewc_gamma,
@@ -118,8 +163,11 @@ class Learner(nn.Module):
             "momentum": float(momentum), "device": str(device), "seed": seed,
             "buffer_per_task": buffer_per_task,
         }
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            if seed is not None:  # layers are created on the CPU; CUDA's RNG is left alone
+        # layers are created on the CPU (CUDA's RNG is left alone), or only as shapes for
+        # device="meta" (how ewclab.persist checks a file's sizes before allocating)
+        meta = torch.device("meta") if self.device.type == "meta" else nullcontext()
+        with torch.random.fork_rng(devices=[], enabled=seed is not None), meta:
+            if seed is not None:
                 torch.random.default_generator.manual_seed(seed)
             self.spec: InputSpec = self.build(**arch)
         self.to(self.device)
@@ -128,12 +176,16 @@ class Learner(nn.Module):
             self.optimizer = torch.optim.SGD(self._params, lr=lr, momentum=momentum)
         else:
             self.optimizer = torch.optim.Adam(self._params, lr=lr)
-        self.ewc = EWC(self, lam=ewc_lambda, mode=ewc_mode, gamma=ewc_gamma, fisher=fisher)
-        self.buffer = TaskBuffer(per_task=buffer_per_task, seed=0 if seed is None else seed)
         shuffle_seed = seed if seed is not None else int(torch.randint(2**62, ()).item())
+        #: The model's own random source: ``fit``'s shuffling and the sampled Fisher.
         self.shuffle_rng = torch.Generator().manual_seed(shuffle_seed)
+        self.ewc = EWC(self, lam=ewc_lambda, mode=ewc_mode, gamma=ewc_gamma, fisher=fisher,
+                       generator=self.shuffle_rng)
+        self.buffer = TaskBuffer(per_task=buffer_per_task, seed=0 if seed is None else seed,
+                                 num_classes=self.spec.num_classes)
         self._undo: list[Tensor] = []
         self._large_steps = False
+        self._last_loss: float | None = None  # the previous accepted step's loss
 
     def build(self, **arch: Any) -> InputSpec:
         """Create the layers; return what input the network accepts."""
@@ -162,17 +214,18 @@ class Learner(nn.Module):
         return 2 * (1 + group["momentum"]) / group["lr"]
 
     def check_stability(self) -> None:
-        """Raise ``ValueError`` when λ is too large for SGD to stay stable on the penalty.
+        """Raise :class:`DivergenceError` (a ``ValueError``) when λ is too large for SGD.
 
         The check is lr · λ · max F < 2(1 + momentum) (see :meth:`stability_limit`): past
-        it the penalty alone makes the weights oscillate with growing amplitude. Call it
-        after ``consolidate`` and before training the next task; nothing is changed.
+        it the penalty alone makes the weights oscillate with growing amplitude.
+        ``partial_fit`` and ``fit`` run it before every call (λ · max F is cached until λ
+        or the consolidated tasks change); nothing is changed.
         """
         stiffness, limit = self.ewc.stiffness(), self.stability_limit()
         if stiffness >= limit:
             group = self.optimizer.param_groups[0]
             largest = self.ewc_lambda * limit / stiffness
-            raise ValueError(
+            raise DivergenceError(
                 f"ewc_lambda={self.ewc_lambda:g} will make SGD diverge: lr·λ·max F = "
                 f"{group['lr'] * stiffness:.3g} must stay below 2(1 + momentum) = "
                 f"{2 * (1 + group['momentum']):.3g}; use ewc_lambda < {largest:.3g} "
@@ -212,37 +265,60 @@ class Learner(nn.Module):
     def partial_fit(self, X: Any, y: Any) -> float:
         """Run **one** optimisation step on the batch ``(X, y)``; return its loss.
 
-        The loss is cross-entropy + EWC penalty. Raises ``FloatingPointError`` (with
-        weights and optimiser state unchanged) when the loss, the gradients or the
-        updated parameters are not finite, e.g. when ``lr * ewc_lambda`` is too large.
+        The loss is cross-entropy + EWC penalty. When the call raises, nothing has changed:
+
+        - ``TypeError`` / ``ValueError``: bad input, or an optimiser setting (``lr``,
+          ``momentum``, ``betas`` in ``optimizer.param_groups``) that is not a finite
+          number in range;
+        - :class:`DivergenceError` (a ``FloatingPointError`` and a ``ValueError``): λ is
+          past SGD's stability bound (:meth:`check_stability`, checked before the step),
+          or the loss, the gradients or the updated parameters are not finite.
         """
         X, y = self.prepare_inputs(X, _require_labels(y))
+        self._check_ready()
         with _mode(self, training=True):
             return self._step(X, y)
 
     def fit(
         self, X: Any, y: Any, epochs: int = 1, batch_size: int = 64, progress: bool = False
     ) -> Learner:
-        """Train for ``epochs`` passes over ``(X, y)`` in shuffled mini-batches.
+        """Train for ``epochs`` passes over ``(X, y)`` in shuffled mini-batches; return self.
 
         The shuffling draws from the model's own generator (seeded by ``seed``). A tqdm
-        progress bar goes to stderr when ``progress`` is true. Returns ``self``.
+        progress bar goes to stderr when ``progress`` is true. All or nothing: if a step
+        raises (see :meth:`partial_fit`) or the call is interrupted, the weights, the
+        optimiser state and the generator are put back as they were when ``fit`` began,
+        then the error propagates. That costs one copy of the weights and optimiser
+        state per call, not per step.
         """
-        _check_positive_int(epochs, "epochs")
-        _check_positive_int(batch_size, "batch_size")
+        epochs = check_int(epochs, "epochs", low=1)
+        batch_size = check_int(batch_size, "batch_size", low=1)
+        progress = check_bool(progress, "progress")
         X, y = check_batch(X, _require_labels(y), self.spec)
+        self._check_ready()
         n = len(X)
-        steps = epochs * math.ceil(n / batch_size)
-        with _mode(self, training=True), tqdm(
-            total=steps, disable=not progress, file=sys.stderr, desc="fit"
-        ) as bar:
-            for _ in range(epochs):
-                order = torch.randperm(n, generator=self.shuffle_rng)
-                for idx in order.split(batch_size):
-                    loss = self._step(*self._convert(X[idx], y[idx]))
-                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                    bar.update()
+        start = self._snapshot(reuse=False)
+        try:
+            with _mode(self, training=True), tqdm(
+                total=epochs * math.ceil(n / batch_size), disable=not progress,
+                file=sys.stderr, desc="fit",
+            ) as bar:
+                for _ in range(epochs):
+                    order = torch.randperm(n, generator=self.shuffle_rng)
+                    for idx in order.split(batch_size):
+                        loss = self._step(*self._convert(X[idx], y[idx]))
+                        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                        bar.update()
+        except BaseException:
+            self._restore(start)
+            raise
         return self
+
+    def _check_ready(self) -> None:
+        """Refuse to train with an unusable optimiser setting or a λ past the SGD bound."""
+        check_param_groups(self.optimizer.param_groups)
+        if self.ewc.tasks and self.ewc.lam:
+            self.check_stability()
 
     def _step(self, X: Tensor, y: Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
@@ -253,19 +329,26 @@ class Learner(nn.Module):
             logger.debug("step on %d samples: loss %.4f = cross-entropy %.4f + penalty %.4g",
                          len(X), value, cross_entropy.item(), penalty.item())
         if not math.isfinite(value):
-            raise FloatingPointError(self._diverged(f"the loss is {value}"))
+            raise DivergenceError(self._diverged(f"the loss is {value}"))
+        if self._last_loss is not None and value > LOSS_JUMP * max(self._last_loss, 1.0):
+            last, self._last_loss = self._last_loss, None  # refused once; then let it train
+            raise DivergenceError(self._diverged(
+                f"the loss jumped from {last:.3g} to {value:.3g} in one step "
+                "(the step before this one moved the weights far)"
+            ))
         loss.backward()
         g_max = _max_abs([p.grad for p in self._params if p.grad is not None])
         if not math.isfinite(g_max):
             self.optimizer.zero_grad(set_to_none=True)
-            raise FloatingPointError(self._diverged("the gradients are not finite"))
+            raise DivergenceError(self._diverged("the gradients are not finite"))
         lr = max(group["lr"] for group in self.optimizer.param_groups)
         self._large_steps = self._large_steps or lr * max(g_max, 1.0) > LARGE_STEP
-        undo = self._snapshot() if self._large_steps else None
+        undo = self._snapshot(reuse=True) if self._large_steps else None
         self.optimizer.step()
-        if undo is not None and not math.isfinite(_max_abs(self._optimizer_tensors()[0])):
+        if undo is not None and not math.isfinite(_max_abs(undo.tensors)):
             self._restore(undo)
-            raise FloatingPointError(self._diverged("the step made the weights non-finite"))
+            raise DivergenceError(self._diverged("the step made the weights non-finite"))
+        self._last_loss = value
         return value
 
     def _diverged(self, what: str) -> str:
@@ -275,32 +358,38 @@ class Learner(nn.Module):
             f"(now {self.ewc_lambda})."
         )
 
-    def _optimizer_tensors(self) -> tuple[list[Tensor], dict]:
-        """Parameters + optimiser state tensors, and each parameter's state dict."""
+    def _snapshot(self, reuse: bool) -> _Snapshot:
+        """Copy the weights, optimiser state and generator; ``reuse`` copies into the
+        preallocated undo buffers of the per-step check instead of fresh tensors."""
         state = {p: self.optimizer.state[p] for p in self._params if p in self.optimizer.state}
         extra = [v for s in state.values() for v in s.values() if torch.is_tensor(v)]
         tensors = self._params + extra
-        return tensors, state
+        if not reuse:
+            copies = [t.detach().clone() for t in tensors]
+        else:
+            if [t.shape for t in self._undo] != [t.shape for t in tensors]:
+                self._undo = [torch.empty_like(t) for t in tensors]
+            copies = self._undo
+            with torch.no_grad():
+                for copy, t in zip(copies, tensors, strict=True):
+                    copy.copy_(t)
+        state = {p: dict(s) for p, s in state.items()}
+        return _Snapshot(tensors, copies, state, self.shuffle_rng.get_state(),
+                         self._large_steps, self._last_loss)
 
-    def _snapshot(self) -> tuple[list[Tensor], dict]:
-        tensors, state = self._optimizer_tensors()
-        if [t.shape for t in self._undo] != [t.shape for t in tensors]:
-            self._undo = [torch.empty_like(t) for t in tensors]
+    def _restore(self, snap: _Snapshot) -> None:
         with torch.no_grad():
-            torch._foreach_copy_(self._undo, tensors)
-        return tensors, {p: dict(s) for p, s in state.items()}
-
-    def _restore(self, undo: tuple[list[Tensor], dict]) -> None:
-        tensors, state = undo
-        with torch.no_grad():
-            torch._foreach_copy_(tensors, self._undo)
+            for t, copy in zip(snap.tensors, snap.copies, strict=True):
+                t.copy_(copy)
         self.optimizer.state.clear()
-        self.optimizer.state.update(state)
+        self.optimizer.state.update(snap.state)
+        self.shuffle_rng.set_state(snap.rng)
+        self._large_steps, self._last_loss = snap.large_steps, snap.last_loss
 
     # -- inference ---------------------------------------------------------------------------
     def predict_proba(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """Class probabilities, shape (N, num_classes), computed in eval mode without grad."""
-        _check_positive_int(batch_size, "batch_size")
+        batch_size = check_int(batch_size, "batch_size", low=1)
         X, _ = check_batch(X, None, self.spec)
         with _mode(self, training=False), torch.no_grad():
             chunks = [
@@ -359,11 +448,6 @@ def _require_labels(y: Any) -> Any:
     if y is None:
         raise ValueError("y (the labels) is required, got None")
     return y
-
-
-def _check_positive_int(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 @contextmanager

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from torch import Tensor, nn
 
 from ewclab.learner import Learner
-from ewclab.validation import InputSpec
+from ewclab.validation import InputSpec, check_int, check_option, check_real
 
 POOL_MODES = ("auto", "always", "never")
 
@@ -75,17 +76,18 @@ class AlexNet(Learner):
         dropout: float = 0.5,
         **options: Any,
     ):
-        arch = dict(num_classes=num_classes, in_channels=in_channels, width=width, pool=pool,
-                    dropout=dropout)
+        arch = dict(
+            num_classes=check_int(num_classes, "num_classes", low=1),
+            in_channels=check_int(in_channels, "in_channels", low=1),
+            width=check_real(width, "width", low=0, low_open=True),
+            pool=check_option(pool, "pool", POOL_MODES),
+            dropout=check_real(dropout, "dropout", low=0, high=1),
+        )
         super().__init__(arch, **options)
 
     def build(
         self, num_classes: int, in_channels: int, width: float, pool: str, dropout: float
     ) -> InputSpec:
-        if not width > 0:
-            raise ValueError(f"width must be > 0, got {width!r}")
-        if pool not in POOL_MODES:
-            raise ValueError(f"pool must be one of {POOL_MODES}, got {pool!r}")
         c1, c2, c3, c4, c5, hidden = (max(1, round(n * width)) for n in
                                       (64, 192, 384, 256, 256, 4096))
         self.features = nn.Sequential(
@@ -139,7 +141,11 @@ class TestNet(Learner):
     __test__ = False  # not a pytest test class despite the name
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, **options: Any):
-        super().__init__(dict(num_classes=num_classes, in_channels=in_channels), **options)
+        arch = dict(
+            num_classes=check_int(num_classes, "num_classes", low=1),
+            in_channels=check_int(in_channels, "in_channels", low=1),
+        )
+        super().__init__(arch, **options)
 
     def build(self, num_classes: int, in_channels: int) -> InputSpec:
         self.features = nn.Sequential(
@@ -185,7 +191,13 @@ class MLP(Learner):
         hidden: Sequence[int] = (400, 400),
         **options: Any,
     ):
-        arch = dict(num_classes=num_classes, in_features=in_features, hidden=tuple(hidden))
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (Sequence, np.ndarray)):
+            raise TypeError(f"hidden must be a sequence of layer sizes, got {hidden!r}")
+        arch = dict(
+            num_classes=check_int(num_classes, "num_classes", low=1),
+            in_features=check_int(in_features, "in_features", low=1),
+            hidden=tuple(check_int(h, f"hidden[{i}]", low=1) for i, h in enumerate(hidden)),
+        )
         super().__init__(arch, **options)
 
     def build(self, num_classes: int, in_features: int, hidden: tuple[int, ...]) -> InputSpec:

@@ -132,6 +132,61 @@ def check_seed(value: Any, name: str = "seed", *, none_ok: bool = True) -> int |
     return check_int(value, name, low=0, high=SEED_MAX)
 
 
+def check_param_groups(groups: list[dict[str, Any]]) -> None:
+    """Check an optimiser's settings: ``lr`` a finite number in (0, float32's largest],
+    ``momentum`` and each of ``betas`` in [0, 1), every other number finite.
+
+    Raises ``TypeError`` / ``ValueError`` naming the setting, e.g.
+    ``optimizer.param_groups[0]['lr'] must be a finite real number ..., got nan``.
+    """
+    for i, group in enumerate(groups):
+        for key, value in group.items():
+            name = f"optimizer.param_groups[{i}][{key!r}]"
+            if key == "lr":
+                check_lr(value, name)
+            elif key == "momentum":
+                check_momentum(value, name)
+            elif key == "betas":
+                for j, beta in enumerate(value):
+                    check_momentum(beta, f"{name}[{j}]")
+            elif type(value) is float and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def check_lr(value: Any, name: str = "lr") -> float:
+    """A learning rate: a finite real number in (0, float32's largest]."""
+    return check_real(value, name, low=0, low_open=True, high=FLOAT32_MAX)
+
+
+def check_momentum(value: Any, name: str = "momentum") -> float:
+    """A momentum or Adam beta: a real number in [0, 1)."""
+    return check_real(value, name, low=0, high=1, high_open=True)
+
+
+def check_device(device: Any) -> torch.device:
+    """Return ``torch.device(device)``; ``"auto"`` is CUDA when available, else the CPU.
+
+    Raises
+    ------
+    TypeError
+        Not a string or ``torch.device``.
+    ValueError
+        A name torch does not know, or CUDA on a machine without it.
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    expected = "'auto', 'cpu', 'cuda', 'cuda:<n>' or a torch.device"
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be {expected}, got {device!r}")
+    try:
+        out = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be {expected}, got {device!r}") from None
+    if out.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device must be one this machine has (no CUDA here), got {device!r}")
+    return out
+
+
 def _range_text(
     low: float | None, high: float | None, low_open: bool, high_open: bool
 ) -> str:
@@ -179,15 +234,26 @@ class InputSpec:
 
 
 def _as_tensor(a: object, name: str) -> torch.Tensor:
+    if name == "y" and isinstance(a, (list, tuple)):
+        a = np.asarray(a)
+    if isinstance(a, torch.Tensor) and name == "y" and a.dtype in _WIDE_UNSIGNED:
+        a = a.cpu().numpy()  # torch has no min/max for uint16/32/64: check them in numpy
     if isinstance(a, torch.Tensor):
         return a
     if isinstance(a, np.ndarray):
         if a.dtype == object:
             raise TypeError(f"{name} must hold numbers, got a numpy array of dtype object")
+        if name == "y" and a.dtype.kind == "u" and a.itemsize > 1:
+            if a.size and a.max() > np.iinfo(np.int64).max:
+                raise ValueError(f"labels must be class indices, got a value of {a.max()}")
+            a = a.astype(np.int64)
         return torch.from_numpy(np.ascontiguousarray(a))
-    if name == "y" and isinstance(a, (list, tuple)):
-        return torch.as_tensor(np.asarray(a))
     raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(a).__name__}")
+
+
+_WIDE_UNSIGNED = tuple(
+    getattr(torch, name) for name in ("uint16", "uint32", "uint64") if hasattr(torch, name)
+)
 
 
 def _check_images(X: torch.Tensor, spec: InputSpec) -> None:
@@ -204,7 +270,7 @@ def _check_images(X: torch.Tensor, spec: InputSpec) -> None:
     if n == 0:
         raise ValueError(f"X is empty (shape {tuple(X.shape)}); need at least one sample")
     if spec.channels is not None and c not in (1, spec.channels):
-        if X.shape[-1] in (1, spec.channels):
+        if X.shape[-1] in (1, 3, spec.channels):
             raise ValueError(
                 f"X has shape {tuple(X.shape)}, which looks like channels-last (N, H, W, C); "
                 f"expected (N, C, H, W) with C = {spec.channels}: use X.transpose(0, 3, 1, 2) "
@@ -213,6 +279,12 @@ def _check_images(X: torch.Tensor, spec: InputSpec) -> None:
         raise ValueError(
             f"X has {c} channels (shape {tuple(X.shape)}), the model expects {spec.channels}"
             + (" or 1 (repeated)" if spec.channels > 1 else "")
+        )
+    if spec.channels is None and w == 3 and min(c, h) > 3:  # (N, H, W, 3), e.g. (N, 28, 28, 3)
+        raise ValueError(
+            f"X has shape {tuple(X.shape)}, which looks like 3-channel channels-last "
+            "(N, H, W, C); a flattening network needs (N, C, H, W): use "
+            "X.transpose(0, 3, 1, 2) (numpy) or X.permute(0, 3, 1, 2) (torch)"
         )
     if spec.features is not None and c * h * w != spec.features:
         raise ValueError(
@@ -224,10 +296,25 @@ def _check_images(X: torch.Tensor, spec: InputSpec) -> None:
             f"images of {h}x{w} are too small for this network: it needs at least "
             f"{spec.min_size}x{spec.min_size}"
         )
-    # fast path: a finite sum means every value is finite (NaN and inf propagate)
-    if X.dtype.is_floating_point and not bool(torch.isfinite(X.sum())):
-        if not bool(torch.isfinite(X).all()):
-            raise ValueError("X contains NaN or inf values; expected finite numbers")
+    if X.dtype.is_floating_point:
+        _check_finite_float32(X)
+
+
+def _check_finite_float32(X: torch.Tensor) -> None:
+    """Every value finite and, once converted to the network's float32, still finite."""
+    if X.dtype.itemsize <= 4:
+        # one pass: a finite sum means every value is finite (NaN and inf propagate)
+        if bool(torch.isfinite(X.sum())) or bool(torch.isfinite(X).all()):
+            return
+        raise ValueError("X contains NaN or inf values; expected finite numbers")
+    lo, hi = (float(v) for v in torch.aminmax(X))  # NaN if any value is NaN
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("X contains NaN or inf values; expected finite numbers")
+    if max(-lo, hi) > FLOAT32_MAX:
+        raise ValueError(
+            f"X holds values up to {max(-lo, hi):.3g} in magnitude, beyond float32's "
+            f"{FLOAT32_MAX:.3g}; the network computes in float32 (rescale the input)"
+        )
 
 
 def _check_labels(y: torch.Tensor, n: int, num_classes: int) -> None:

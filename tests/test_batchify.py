@@ -89,7 +89,7 @@ def test_tensors_stay_tensors() -> None:
     [
         (np.zeros((0, 2)), np.zeros(0), 4, ValueError, "at least one sample"),
         (np.zeros((3, 2)), np.zeros(2), 4, ValueError, "same length, got 3 and 2"),
-        (np.zeros((3, 2)), np.zeros(3), 0, ValueError, "batch_size must be >= 1, got 0"),
+        (np.zeros((3, 2)), np.zeros(3), 0, ValueError, "batch_size must be an int >= 1, got 0"),
         (np.zeros((3, 2)), np.zeros(3), 2.5, TypeError, "batch_size must be an int"),
     ],
 )

@@ -101,9 +101,11 @@ def test_bad_input_raises_and_changes_nothing(X, y, error):
     _assert_same_state(buf.state_dict(), before)
 
 
-@pytest.mark.parametrize("per_task", [0, -1, 2.5, True])
-def test_per_task_must_be_a_positive_int(per_task):
-    with pytest.raises(ValueError, match="per_task"):
+@pytest.mark.parametrize(
+    "per_task, error", [(0, ValueError), (-1, ValueError), (2.5, TypeError), (True, TypeError)]
+)
+def test_per_task_must_be_a_positive_int(per_task, error):
+    with pytest.raises(error, match=r"per_task must be an int >= 1, got"):
         TaskBuffer(per_task=per_task)
 
 

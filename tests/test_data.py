@@ -124,10 +124,12 @@ def test_download_goes_through_torchvision(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_unknown_name_or_source() -> None:
-    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+    with pytest.raises(ValueError, match=r"name must be one of \('mnist', .*got 'cifar'"):
         load_task("cifar")
-    with pytest.raises(ValueError, match="unknown source 'web'"):
+    with pytest.raises(ValueError, match=r"source must be one of \('bundled', 'full'\), got 'web'"):
         load_task("mnist", source="web")
+    with pytest.raises(TypeError, match=r"name must be one of .*got \['mnist'\]"):
+        load_task(["mnist"])
 
 
 def _idx_bytes(array: np.ndarray, tmp_path: Path) -> bytes:

@@ -198,9 +198,10 @@ BAD_SETTINGS = [
     ("lam", True, TypeError), ("lam", "100", TypeError), ("lam", None, TypeError),
     ("gamma", 0.0, ValueError), ("gamma", 1.5, ValueError), ("gamma", -0.5, ValueError),
     ("gamma", math.nan, ValueError), ("gamma", "1", TypeError),
-    ("mode", "kfac", ValueError), ("mode", None, ValueError),
+    ("lam", 1e39, ValueError),  # beyond float32: the penalty would be inf
+    ("mode", "kfac", ValueError), ("mode", None, TypeError),
     ("fisher", "fisher", ValueError), ("batch_size", 0, ValueError),
-    ("batch_size", True, ValueError), ("batch_size", 2.5, ValueError),
+    ("batch_size", True, TypeError), ("batch_size", 2.5, TypeError),
 ]
 
 

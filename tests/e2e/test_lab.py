@@ -11,7 +11,13 @@ Selectors relied on (the widget side keeps them, see ``ewclab/widgets.py``):
   thing when a run starts and enabled again last thing when it ends;
 - ``.ewclab-result``: the result line; its text changes after every run and contains
   "stopped" after Stop;
-- ``.ewclab-plot``: the accuracy plot (an Output widget) holding an image.
+- ``.ewclab-plot``: the accuracy plot (an Output widget) holding an image;
+- the run's progress: the one ``.widget-hprogress .progress-bar`` (an IntProgress; its
+  width is the value in %, class ``progress-bar-info`` while a run is in progress).
+
+Stop is checked on a run that cannot end first on any machine: the run is long by
+construction (the smoke run sleeps between steps; the lesson's trains task B for the
+slider's most epochs), and Stop is clicked only once the page shows the run advancing.
 """
 
 from __future__ import annotations
@@ -99,12 +105,13 @@ def draw(curve):
     plot.outputs = ({"output_type": "display_data", "data": data, "metadata": metadata},)
 
 
-def train(value, steps=20):
+def train(value, steps=50):  # >= 5 s by construction: 0.1 s of sleep a step
     curve = []
     for step in range(steps):
         if halt.wait(0.1):
             result.value = f"stopped at step {step}"
             break
+        result.value = f"running: step {step + 1} of {steps}"
         curve.append(value / (1 + step))
         draw(curve)
     else:
@@ -219,13 +226,13 @@ def _slider(scope, label: str):
     return _one(scope.locator(".widget-slider", has=has_label), f"{label!r} slider")
 
 
-def _set_slider(slider, value: str, max_keys: int = 20) -> None:
-    """Press ArrowLeft on the slider's handle until its readout shows ``value``."""
+def _set_slider(slider, value: str, key: str = "ArrowLeft", max_keys: int = 50) -> None:
+    """Press ``key`` on the slider's handle until its readout shows ``value``."""
     readout, handle = slider.locator(".widget-readout"), slider.locator(".noUi-handle").first
     for _ in range(max_keys):
         if readout.inner_text().strip() == value:
             return
-        handle.press("ArrowLeft")
+        handle.press(key)
     raise AssertionError(f"the slider did not reach {value}: it shows {readout.inner_text()}")
 
 
@@ -270,8 +277,55 @@ def _run_and_wait(scope, timeout_s: float) -> str:
     return result.inner_text()
 
 
-def _run_and_stop(scope, timeout_s: float) -> tuple[str, float]:
-    """Click Run, then Stop while it runs; return the result line and Stop's latency (s)."""
+def _set_slider_to_max(slider) -> str:
+    """Move the slider to its largest value; return that value as its readout shows it."""
+    top = float(slider.locator(".noUi-handle").first.get_attribute("aria-valuemax"))
+    value = f"{top:g}"
+    _set_slider(slider, value, key="ArrowRight", max_keys=200)
+    return value
+
+
+def _smoke_advancing(scope) -> None:
+    """The smoke run is under way: its result line counts steps."""
+    from playwright.sync_api import expect
+
+    running = re.compile(r"^running: step \d+ of \d+$")
+    expect(scope.locator(".ewclab-result")).to_have_text(running, timeout=STARTED_S * 1000)
+
+
+def _progress_bar(scope):
+    return _one(scope.locator(".widget-hprogress .progress-bar"), "progress bar")
+
+
+def _width(bar) -> float:
+    return float(bar.evaluate("el => parseFloat(el.style.width) || 0"))
+
+
+def _lesson_advancing(scope) -> None:
+    """The playground's run is training: its bar, marked running, has moved twice below 100 %.
+
+    The first move may be task A's cached steps arriving at once; the second is training.
+    """
+    bar = _progress_bar(scope)
+    floor = 0.0
+    for _ in range(2):
+        width = scope.page.wait_for_function(
+            "([bar, floor]) => {"
+            " const w = parseFloat(bar.style.width) || 0;"
+            " return bar.classList.contains('progress-bar-info') && w > floor && w < 100 && w;"
+            "}",
+            arg=[bar.element_handle(), floor],
+            timeout=LESSON_RUN_S * 1000,
+            polling=50,
+        )
+        floor = float(width.json_value())
+
+
+def _run_and_stop(scope, timeout_s: float, advancing) -> tuple[str, float]:
+    """Click Run, then Stop once ``advancing(scope)`` has seen the run progress.
+
+    Returns the result line and Stop's latency (s).
+    """
     from playwright.sync_api import expect
 
     run, stop = _button(scope, "Run"), _button(scope, "Stop")
@@ -279,7 +333,7 @@ def _run_and_stop(scope, timeout_s: float) -> tuple[str, float]:
     run.click()
     expect(run).to_be_disabled(timeout=STARTED_S * 1000)
     expect(stop).to_be_enabled(timeout=STARTED_S * 1000)
-    scope.page.wait_for_timeout(1000)  # let the run get under way
+    advancing(scope)
     assert run.is_disabled(), "the run ended before Stop could be clicked; make it longer"
     stop.click()
     clicked = time.monotonic()
@@ -316,8 +370,9 @@ def test_widget_smoke(page, lab, artifacts: Path) -> None:
     assert cell.locator(".ewclab-plot img").count() == 1
     page.screenshot(path=artifacts / "smoke-after-run.png")
 
-    result, latency = _run_and_stop(cell, STOPPED_S)
+    result, latency = _run_and_stop(cell, STOPPED_S, _smoke_advancing)
     assert result.startswith("stopped at step"), result
+    assert int(result.split()[-1]) < 50, result
     assert latency < STOPPED_S
     cell.locator(".jp-Cell-outputArea").screenshot(path=artifacts / "smoke.png")
 
@@ -350,8 +405,10 @@ def test_ewc_lesson(page, lab, artifacts: Path) -> None:
     page.screenshot(path=artifacts / "lesson-after-run.png")
     cell.locator(".jp-Cell-outputArea").screenshot(path=artifacts / "playground.png")
 
-    result, timings["stop latency"] = _run_and_stop(cell, STOPPED_S)
+    epochs_b = _set_slider_to_max(_slider(cell, "epochs B"))  # a long run, stopped early
+    result, timings["stop latency"] = _run_and_stop(cell, STOPPED_S, _lesson_advancing)
     (artifacts / "lesson-timings.json").write_text(json.dumps(timings, indent=1))
-    assert "stopped" in result.lower(), result
+    assert "stopped" in result.lower(), f"not stopped (epochs B {epochs_b}): {result}"
+    assert _width(_progress_bar(cell)) < 100, "the progress bar is full after Stop"
     assert timings["stop latency"] < STOPPED_S
     page.screenshot(path=artifacts / "lesson-after-stop.png")
