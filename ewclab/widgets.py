@@ -7,8 +7,8 @@
 The widgets are thin: a run calls :func:`ewclab.experiment.run_sequence` in a background
 thread (so Stop works and the kernel stays free) and draws with :mod:`ewclab.plots`. A
 :class:`~ewclab.experiment.TaskACache` keeps the model trained on task A, so moving λ or
-task B's epochs re-trains task B only. Every setting a run uses besides the controls
-(learning rate, width, batch size) and every control's starting value come from the one
+task B's epochs re-trains task B only. What a run uses besides the controls (learning
+rate, width, optimiser, batch size) and where λ and the epochs start come from the one
 table of defaults, :func:`ewclab.settings.defaults`. Every callback can be driven without
 a browser: set a control's ``.value``, call ``run_button.click()``, then ``wait()``.
 The Fisher explorer lives in :mod:`ewclab.widgets_fisher` and is importable from here.
@@ -29,8 +29,6 @@ import ipywidgets as w
 from matplotlib.figure import Figure
 
 from ewclab import plots
-from ewclab.cache import fingerprint
-from ewclab.cache import key as cache_key
 from ewclab.data import Task
 from ewclab.experiment import DEFAULTS, Point, TaskACache, run_sequence, steps_for
 from ewclab.fisher import KINDS
@@ -45,6 +43,7 @@ from ewclab.widgets_options import (
     MAX_EPOCHS,
     MODEL_CHOICES,
     TASK_PAIRS,
+    FisherMaxima,
     check_arguments,
     check_tasks,
     lam_range,
@@ -179,8 +178,7 @@ class EWCPlayground:
         self.results: list[dict[str, Any]] = []
         self.error: BaseException | None = None
         self._loaded: dict[str, list[Task]] = {}
-        self._max_fisher: dict[tuple, float] = {}
-        self._fingerprints: dict[str, str] = {}
+        self._fishers = FisherMaxima(self.cache, self.seed, self._tasks)
         self._live: History | None = None
         self._halt = threading.Event()
         self._lock = threading.Lock()
@@ -260,27 +258,14 @@ class EWCPlayground:
         Known once a run has computed task A's Fisher for the current task pair, model,
         epochs A, Fisher kind and samples; see :func:`largest_stable_lam`.
         """
-        s = self._settings()
-        max_fisher = self._max_fisher.get(self._fisher_key(s)) or self._cached_max_fisher(s)
+        return self._limit(self._settings())
+
+    def _limit(self, s: Mapping) -> float | None:
+        """The largest stable λ for a run with settings ``s`` (None: not known yet)."""
+        max_fisher = self._fishers.get(s)
         if max_fisher is None:
             return None
         return largest_stable_lam(max_fisher, self._row(s["pair"], s["model"], "ewc"))
-
-    def _cached_max_fisher(self, s: Mapping) -> float | None:
-        """Task A's largest Fisher entry in the cache entry a run with ``s`` would reuse."""
-        if not len(self.cache):
-            return None
-        if s["pair"] not in self._fingerprints:
-            try:
-                self._fingerprints[s["pair"]] = fingerprint(self._tasks(s["pair"]))
-            except (OSError, ValueError):  # data not at hand: a run will say so
-                return None
-        settings = {**s, "epochs": [s["epochs_a"]], "seed": self.seed}
-        entry = self.cache.peek(cache_key(s["model"], self._fingerprints[s["pair"]], settings))
-        if entry is None:
-            return None
-        self._max_fisher[self._fisher_key(s)] = max(float(f.max()) for f in entry.fisher.values())
-        return self._max_fisher[self._fisher_key(s)]
 
     # ------------------------------------------------------------------ defaults and limits
 
@@ -306,17 +291,8 @@ class EWCPlayground:
         text = limit_text(self.lam, self.stable_lam) if self.ewc_toggle.value else ""
         self.lam_limit.value = html.escape(text)
 
-    @staticmethod
-    def _fisher_key(s: Mapping) -> tuple:
-        """What task A's Fisher depends on, among the controls."""
-        return s["pair"], s["model"], s["epochs_a"], s["fisher"], s["fisher_samples"]
-
     def _learn_limit(self, s: Mapping, history: History | None) -> None:
-        """Keep the largest entry of task A's Fisher from a run (also a failed one)."""
-        if history is not None and history.tasks[0] in history.fisher:
-            fisher = history.fisher[history.tasks[0]]
-            max_fisher = max(float(f.max()) for f in fisher.values())
-            self._max_fisher[self._fisher_key(s)] = max_fisher
+        self._fishers.learn(s, history)
         self._show_limit()
 
     # ------------------------------------------------------------------ run / stop / wait
@@ -346,7 +322,7 @@ class EWCPlayground:
             if self._running:
                 return False
             settings = self._settings()
-            limit = self.stable_lam
+            limit = self._limit(settings)
             if settings["method"] == "ewc" and limit is not None and settings["lam"] >= limit:
                 self.result.value = html.escape(refusal(settings["lam"], limit))
                 return False
@@ -404,19 +380,25 @@ class EWCPlayground:
         self._live = None
         try:
             self._train(run, s)
-        except Exception as err:  # one line for the student, the traceback for a logger
-            self.error = err
-            logger.debug("playground run %d failed", run, exc_info=err)
-            self.result.value = html.escape(f"Run {run} failed: {_first_line(err)}")
-            self.progress.bar_style = "danger"
+        except Exception as err:
+            self._fail(run, s, err)
         finally:
-            try:
-                self._learn_limit(s, self._live)
-            finally:
-                with self._lock:  # one step with _running: a run() now sees both or neither
-                    self.stop_button.disabled = True
-                    self.run_button.disabled = False
-                    self._running = False
+            with self._lock:  # one step with _running: a run() now sees both or neither
+                self.stop_button.disabled = True
+                self.run_button.disabled = False
+                self._running = False
+
+    def _fail(self, run: int, s: Mapping, err: Exception) -> None:
+        """One result line for a failed run; the traceback goes to the logger at DEBUG."""
+        self.error = err
+        logger.debug("playground run %d failed", run, exc_info=err)
+        self.progress.bar_style = "danger"
+        self._learn_limit(s, self._live)  # a run refused after task A still taught its Fisher
+        limit = self._limit(s)
+        if isinstance(err, ValueError) and limit is not None and s["lam"] >= limit:
+            self.result.value = html.escape(refusal(s["lam"], limit, run))
+        else:
+            self.result.value = html.escape(f"Run {run} failed: {_first_line(err)}")
 
     def _train(self, run: int, s: Mapping) -> None:
         tasks = self._tasks(s["pair"])
@@ -433,6 +415,7 @@ class EWCPlayground:
             optimizer=s["optimizer"], batch_size=s["batch_size"],
         )
         self.history = self._live = history
+        self._learn_limit(s, history)
         self._draw(history)
         if math.isnan(history.accuracy_matrix[-1, -1]):  # Stop ended it early
             step = history.steps[-1] if history.steps else 0

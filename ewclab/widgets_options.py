@@ -3,27 +3,30 @@
 The playground (:mod:`ewclab.widgets`) reads every starting value from the defaults table
 (:func:`ewclab.settings.defaults`); this module turns a table row into slider settings
 (:func:`lam_range`, :func:`row_epochs`), gives the largest λ SGD can follow once task A's
-Fisher is known (:func:`largest_stable_lam`) and checks the playground's arguments
-(:func:`check_arguments`), each error naming the argument.
+Fisher is known (:func:`largest_stable_lam`, :class:`FisherMaxima`) and checks the
+playground's arguments (:func:`check_arguments`), each error naming the argument.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ewclab.cache import fingerprint
+from ewclab.cache import key as cache_key
 from ewclab.data import Task
 from ewclab.experiment import TaskACache
 from ewclab.fisher import KINDS
+from ewclab.history import History
 from ewclab.settings import Settings
 from ewclab.validation import check_int, check_option, check_real, check_seed
 
 __all__ = [
     "FISHER_SAMPLES", "LAM_HEADROOM", "LAM_STEP", "MAX_EPOCHS", "MODEL_CHOICES", "SOURCES",
-    "TASK_PAIRS", "check_arguments", "check_tasks", "lam_range", "largest_stable_lam",
-    "limit_text", "refusal", "row_epochs",
+    "TASK_PAIRS", "FisherMaxima", "check_arguments", "check_tasks", "lam_range",
+    "largest_stable_lam", "limit_text", "refusal", "row_epochs",
 ]
 
 #: Task pairs offered by the playground (scenario names of :func:`ewclab.scenarios.get_scenario`).
@@ -97,13 +100,69 @@ def limit_text(lam: float, limit: float | None) -> str:
     return f"stable for λ < {limit:.3g}"
 
 
-def refusal(lam: float, limit: float) -> str:
-    """The one result line of a run refused because ``lam`` is at or above ``limit``."""
+def refusal(lam: float, limit: float, run: int | None = None) -> str:
+    """The one result line of a run refused because ``lam`` is at or above ``limit``:
+    before it started, or (``run``) after task A, when its Fisher showed it.
+
+    >>> refusal(5000.0, 4000.0, run=3)[:60]
+    'Run 3 stopped before task B: λ = 5e+03 is too strong for tas'
+    """
+    start = "Not run" if run is None else f"Run {run} stopped before task B"
     return (
-        f"Not run: λ = {lam:.3g} is too strong for task A's Fisher here; plain SGD stays "
+        f"{start}: λ = {lam:.3g} is too strong for task A's Fisher here; plain SGD stays "
         f"stable only for λ < {limit:.3g} (lr·λ·max F < 2(1 + momentum)). Move the λ "
         "slider lower."
     )
+
+
+class FisherMaxima:
+    """The largest entry of task A's Fisher for each playground setting, as far as known:
+    learned from runs (also failed ones) and read from a task-A cache without using it.
+
+    Parameters
+    ----------
+    cache : TaskACache
+        The cache the playground's runs use.
+    seed : int
+        The runs' seed.
+    tasks : callable
+        Loads the tasks of a dropdown entry (a task pair).
+    """
+
+    def __init__(
+        self, cache: TaskACache, seed: int, tasks: Callable[[str], list[Task]]
+    ) -> None:
+        self.cache, self.seed, self._tasks = cache, seed, tasks
+        self._known: dict[tuple, float] = {}
+        self._fingerprints: dict[str, str] = {}
+
+    @staticmethod
+    def _key(s: Mapping[str, Any]) -> tuple:
+        """What task A's Fisher depends on, among the playground's controls."""
+        return s["pair"], s["model"], s["epochs_a"], s["fisher"], s["fisher_samples"]
+
+    def learn(self, s: Mapping[str, Any], history: History | None) -> None:
+        """Keep max F of task A from the history of a run with settings ``s``, if it has one."""
+        if history is not None and history.tasks[0] in history.fisher:
+            fisher = history.fisher[history.tasks[0]]
+            self._known[self._key(s)] = max(float(f.max()) for f in fisher.values())
+
+    def get(self, s: Mapping[str, Any]) -> float | None:
+        """Max F of task A for a run with settings ``s``, or None when not known."""
+        known = self._known.get(self._key(s))
+        if known is not None or not len(self.cache):
+            return known
+        if s["pair"] not in self._fingerprints:
+            try:
+                self._fingerprints[s["pair"]] = fingerprint(self._tasks(s["pair"]))
+            except (OSError, ValueError):  # data not at hand: a run will say so
+                return None
+        settings = {**s, "epochs": [s["epochs_a"]], "seed": self.seed}
+        entry = self.cache.peek(cache_key(s["model"], self._fingerprints[s["pair"]], settings))
+        if entry is None:
+            return None
+        self._known[self._key(s)] = max(float(f.max()) for f in entry.fisher.values())
+        return self._known[self._key(s)]
 
 
 def check_tasks(tasks: Any) -> tuple[str, str, list[Task] | None]:
