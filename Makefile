@@ -44,7 +44,7 @@ lab-fresh:  ## replace the lab's copy of the lessons; the old one is kept as *.o
 	if [ -d $(LAB_NOTEBOOKS) ]; then mv $(LAB_NOTEBOOKS) $(LAB_NOTEBOOKS).old; fi
 	$(MAKE) --no-print-directory $(LAB_NOTEBOOKS)
 
-demo: $(VENV)/.lab-installed  ## the seed's demo: task A (MNIST), then task B (Fashion-MNIST)
+demo: $(VENV)/.lab-installed  ## the demo: task A (MNIST), then task B (Fashion-MNIST), without and with EWC
 	$(BIN)/ewclab demo
 	$(BIN)/ewclab demo --ewc
 

@@ -260,12 +260,19 @@ def train_on_task(
 
 def _evaluate_point(model, name, step, loss, eval_tasks, eval_samples, history, callback):
     accuracies = evaluate(model, eval_tasks, eval_samples)
+    logger.debug("step %d (training %r): loss %.4f, test accuracy %s", step, name, loss,
+                 _percentages(accuracies))
     if history is not None:
         history.record(step, accuracies)
     point = Point(name, step, loss, accuracies, history)
     if callback is not None:
         callback(point)
     return point
+
+
+def _percentages(accuracies: Mapping[str, float]) -> str:
+    """``"mnist 97.1%, fashion-mnist 12.0%"``, for the log."""
+    return ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in accuracies.items())
 
 
 def _concat(parts: list[Any]) -> Any:
@@ -502,8 +509,7 @@ def run_sequence(
         if eval_samples is not None:
             final = evaluate(learner, tasks)
         history.finish_task(task.name, final)
-        logger.info("after task %r: test accuracy %s", task.name,
-                    ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in final.items()))
+        logger.info("after task %r: test accuracy %s", task.name, _percentages(final))
         X, y = buffer.get(task.name)
         generator = torch.Generator().manual_seed(seed + i)
         F = fisher_diagonal(learner, X, y, kind=fisher, generator=generator)

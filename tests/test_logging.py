@@ -172,3 +172,17 @@ def test_demo_without_v_undoes_an_earlier_v(capsys, cli_logging):
     capsys.readouterr()
     assert main(argv) == 0
     assert "INFO" not in capsys.readouterr().err
+
+
+def test_evaluation_points_are_logged_at_debug(caplog):
+    tasks = [_small("mnist"), _small("fashion-mnist")]
+    with caplog.at_level(logging.DEBUG, logger="ewclab"):
+        history = run_sequence(tasks, "mlp", "sgd", epochs=1, fisher_samples=64, width=16,
+                               eval_every=1)
+    points = [m for m in _messages(caplog, "ewclab.experiment", logging.DEBUG)
+              if m.startswith("step ")]
+    assert len(points) == len(history.steps) - 1  # all but the evaluation before training
+    step, mnist, fashion = history.steps[-1], *(history.accuracy[t][-1] for t in history.tasks)
+    assert points[-1].startswith(f"step {step} (training 'fashion-mnist'): loss ")
+    assert points[-1].endswith(f"test accuracy mnist {100 * mnist:.1f}%, "
+                               f"fashion-mnist {100 * fashion:.1f}%")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,12 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 #: Shell commands this test runs: help screens of the CLI, from the venv or the PATH.
 SAFE = re.compile(r"^(\.venv/bin/)?(ewclab|python -m ewclab) demo --help$")
 #: ``make <target>`` with optional VAR=value overrides: checked against the Makefile.
-MAKE = re.compile(r"^make ([\w-]+)( [A-Z_]+=\S+)*$")
+MAKE = re.compile(r'^make ([\w-]+)( [A-Z_]+=("[^"]*"|\S+))*$')
+#: The CPU-only torch install: it needs download.pytorch.org, so it is checked, not run.
+CPU_TORCH = [
+    "python3 -m venv .venv",
+    ".venv/bin/pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu",
+]
 #: What identifies each Python example; each has a test below that runs it.
 API, DATA = "model.consolidate(", "task = load_task("
 
@@ -68,7 +74,7 @@ def test_every_python_example_is_run_here() -> None:
 def test_every_shell_command_is_run_here_or_a_make_target() -> None:
     commands = _shell_commands()
     assert "make lab" in commands and "make test" in commands
-    unchecked = [c for c in commands if not (SAFE.match(c) or MAKE.match(c))]
+    unchecked = [c for c in commands if not (SAFE.match(c) or MAKE.match(c) or c in CPU_TORCH)]
     assert not unchecked, f"README commands nothing checks (run them here or in CI): {unchecked}"
 
 
@@ -92,6 +98,27 @@ def test_named_make_targets_exist() -> None:
     assert {"lab", "test", "demo"} <= named
     missing = named - _make_targets()
     assert not missing, f"README names make targets the Makefile lacks: {sorted(missing)}"
+
+
+def test_cpu_torch_install_fits_the_makefile() -> None:
+    """The CPU-only install goes into the venv ``make`` uses, with the packages ewclab needs."""
+    commands = _shell_commands()
+    assert [c for c in commands if c in CPU_TORCH] == CPU_TORCH  # in this order
+    assert re.search(r"^VENV \?= \.venv$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    project = (ROOT / "pyproject.toml").read_text()
+    for package in CPU_TORCH[1].split("install ")[1].split(" --")[0].split():
+        assert f'"{package}>=' in project, f"{package} is not a dependency of ewclab"
+
+
+def test_make_lab_options_reach_jupyter() -> None:
+    """``make lab`` with the README's JUPYTER_ARGS runs jupyter lab with those arguments."""
+    for command in [c for c in _shell_commands() if c.startswith("make lab JUPYTER_ARGS=")]:
+        words = shlex.split(command)
+        args = words[2].split("=", 1)[1]
+        dry = subprocess.run(["make", "-n", "-C", str(ROOT), *words[1:]], capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+        (line,) = [line for line in dry.splitlines() if "jupyter lab" in line]
+        assert line.rstrip().endswith(args), (command, line)
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
