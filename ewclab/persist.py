@@ -82,7 +82,10 @@ def _write_atomically(payload: dict[str, Any], path: str) -> None:
         if isinstance(exc, OSError):
             raise OSError(exc.errno, f"cannot save the model to {path!r}: {exc.strerror}") from exc
         if isinstance(exc, RuntimeError):  # torch's writer reports I/O errors this way
-            raise OSError(f"cannot save the model to {path!r}: writing failed ({exc})") from exc
+            raise OSError(
+                f"cannot save the model to {path!r}: the file could not be written completely "
+                "(disk full or file size limit?); any previous file there is unchanged"
+            ) from exc
         raise
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import pickle
+import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -126,3 +131,75 @@ def test_cuda_model_trains_and_loads_on_the_cpu(tmp_path):
     for a, b in zip(model.parameters(), loaded.parameters(), strict=True):
         assert torch.equal(a.cpu(), b)
     loaded.partial_fit(*_batch(8))
+
+
+# -- atomic save: a failed save never destroys the previous file ----------------------------
+
+FSIZE_CHILD = """
+import os, resource, signal, sys
+import numpy as np, torch
+torch.set_num_threads(1)
+from ewclab.models import MLP
+path = sys.argv[1]
+model = MLP(num_classes=4, hidden=(8,), device="cpu", seed=0)
+model.buffer.add("a", np.zeros((200, 1, 28, 28), np.float32), np.zeros(200, int))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # let write() fail with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path) + 1000, resource.RLIM_INFINITY))
+try:
+    model.save(path)
+except OSError as err:
+    print("OSError:", err)
+"""
+
+
+def _files(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_save_past_a_file_size_limit_keeps_the_previous_checkpoint(tmp_path):
+    """RLIMIT_FSIZE in a child process: the save fails part-way, the old file stays."""
+    resource = pytest.importorskip("resource")
+    assert resource  # the child uses it; skipped where the platform has no rlimits
+    path = tmp_path / "model.pt"
+    good = _trained(MLP(num_classes=4, hidden=(8,), device="cpu", seed=0))
+    good.save(path)
+    data = path.read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-c", FSIZE_CHILD, str(path)], capture_output=True, text=True,
+        timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"OSError: cannot save the model to {str(path)!r}" in done.stdout
+    assert "file size limit" in done.stdout
+    assert path.read_bytes() == data and _files(tmp_path) == ["model.pt"]
+    _assert_same(_state(persist.load(path)), _state(good))
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   KeyboardInterrupt()])
+def test_a_save_failing_mid_write_keeps_the_previous_file(tmp_path, monkeypatch, error):
+    """A full device (ENOSPC) or an interruption after half the bytes: old file intact."""
+    path = tmp_path / "model.pt"
+    MLP(num_classes=4, hidden=(8,), device="cpu", seed=0).save(path)
+    data = path.read_bytes()
+
+    def half_then_fail(obj, f):
+        f.write(data[: len(data) // 2])
+        raise error
+
+    monkeypatch.setattr(persist.torch, "save", half_then_fail)
+    expected = OSError if isinstance(error, OSError) else KeyboardInterrupt
+    with pytest.raises(expected) as info:
+        MLP(num_classes=4, hidden=(16,), device="cpu", seed=1).save(path)
+    if expected is OSError:
+        assert info.value.errno == errno.ENOSPC and "model.pt" in str(info.value)
+    assert path.read_bytes() == data and _files(tmp_path) == ["model.pt"]
+
+
+def test_save_replaces_the_file_and_keeps_its_permissions(tmp_path):
+    path = tmp_path / "model.pt"
+    MLP(num_classes=4, hidden=(8,), device="cpu", seed=0).save(path)
+    path.chmod(0o640)
+    MLP(num_classes=4, hidden=(16,), device="cpu", seed=1).save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 and _files(tmp_path) == ["model.pt"]
+    assert persist.load(path).config["hidden"] == (16,)
