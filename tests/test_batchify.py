@@ -96,3 +96,46 @@ def test_tensors_stay_tensors() -> None:
 def test_bad_arguments_raise_at_call_time(X, y, batch_size, error, message) -> None:
     with pytest.raises(error, match=message):
         batchify(X, y, batch_size)
+
+
+# -- the bounded form: for X_b, y_b in batchify(..., epochs=k) ends --------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    batch_size=st.integers(1, 50),
+    epochs=st.integers(1, 4),
+    shuffle=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_epochs_yields_every_sample_exactly_epochs_times_then_stops(
+    n, batch_size, epochs, shuffle, seed
+) -> None:
+    X, y = np.arange(n)[:, None] * 10, np.arange(n)
+    batches = list(batchify(X, y, batch_size, shuffle=shuffle, seed=seed, epochs=epochs))
+    sizes = [len(by) for _, by in batches]
+    assert sizes[:-1] == [batch_size] * (len(sizes) - 1) and 1 <= sizes[-1] <= batch_size
+    seen = np.concatenate([by for _, by in batches])
+    assert Counter(seen.tolist()) == {i: epochs for i in range(n)}
+    for bx, by in batches:
+        np.testing.assert_array_equal(bx[:, 0], by * 10)
+    endless = np.concatenate([b for _, b in islice(
+        batchify(X, y, batch_size, shuffle=shuffle, seed=seed), len(batches))])
+    np.testing.assert_array_equal(seen, endless[: len(seen)])  # the same order as endless
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 30), batch_size=st.integers(1, 20), steps=st.integers(1, 10))
+def test_steps_yields_that_many_full_batches(n, batch_size, steps) -> None:
+    X, y = np.arange(n)[:, None], np.arange(n)
+    batches = list(batchify(X, y, batch_size, steps=steps))
+    assert [len(by) for _, by in batches] == [batch_size] * steps
+
+
+def test_a_for_loop_over_the_bounded_form_ends() -> None:
+    X, y = torch.arange(10.0)[:, None], torch.arange(10)
+    labels = [by.tolist() for _, by in batchify(X, y, batch_size=4, epochs=1)]
+    assert labels == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert len(list(batchify(X, y, batch_size=4, steps=5))) == 5
+    assert len(list(islice(batchify(X, y, batch_size=4), 1000))) == 1000  # endless by default
