@@ -39,8 +39,9 @@ FISHER_SAMPLES = (100, 300, 1000, 3000)
 SOURCES = ("bundled", "full")
 #: Most epochs per task offered by the sliders.
 MAX_EPOCHS = 20
-#: Decades the λ slider reaches above the table's λ: defaults sit ~2x below the SGD
-#: stability bound, so the top of the slider is about where training starts to diverge.
+#: Decades the λ slider reaches above the table's λ: the table's λ sit 2 to 3.5x below the
+#: SGD stability bound (see their reasons), so the top is near where training diverges;
+#: the playground marks the bound itself once task A's Fisher is known.
 LAM_HEADROOM = 0.5
 #: Decades per step of the λ slider (one step multiplies λ by 10**0.05 = 1.12).
 LAM_STEP = 0.05
