@@ -384,3 +384,28 @@ def test_stiffness_is_lam_times_largest_summed_fisher():
     l2 = EWC.l2(model, lam=2.0)
     l2.add_task(ones)
     assert l2.stiffness() == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("mode", ["separate", "online"])
+def test_cached_stiffness_follows_every_change_of_lambda_and_terms(mode):
+    """stiffness() is cached per set of terms: after each change it equals a fresh EWC's."""
+    model = tiny_model()
+    ewc = EWC(model, lam=2.0, mode=mode, gamma=0.5)
+
+    def fresh() -> float:
+        other = EWC(model)
+        other.load_state_dict(ewc.state_dict())
+        return other.stiffness()
+
+    for seed in range(3):
+        ewc.add_task(random_fisher(model, seed))
+        assert ewc.stiffness() == pytest.approx(fresh()) and fresh() > 0
+        ewc.lam = 3.0 + seed
+        assert ewc.stiffness() == pytest.approx(fresh())
+    state = ewc.state_dict()
+    ewc.reset()
+    assert ewc.stiffness() == 0.0
+    ewc.load_state_dict(state)
+    assert ewc.stiffness() == pytest.approx(fresh()) and fresh() > 0
+    ewc.tasks = ewc.tasks[:1]  # even a direct assignment to the term list
+    assert ewc.stiffness() == pytest.approx(fresh())

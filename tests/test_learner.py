@@ -301,3 +301,54 @@ def test_check_stability_refuses_lam_past_the_sgd_bound_and_changes_nothing():
         model.check_stability()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert MLP(hidden=(8,), optimizer="adam").stability_limit() == math.inf
+
+
+def _full_state(model: Any) -> dict:
+    return {**_state(model), "shuffle_rng": model.shuffle_rng.get_state().clone()}
+
+
+def test_fit_is_all_or_nothing_when_a_later_step_fails():
+    """A step failing mid-fit puts back the weights, optimiser and generator fit began with."""
+    model = _mlp()
+    X, y = _batch(64)
+    model.fit(X, y, epochs=1, batch_size=16)
+    before = _full_state(model)
+    calls = [0]
+
+    def nan_on_the_third_backward(g: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        return g * float("nan") if calls[0] == 3 else g
+
+    hook = next(model.parameters()).register_hook(nan_on_the_third_backward)
+    with pytest.raises(FloatingPointError, match="gradients are not finite.*unchanged"):
+        model.fit(X, y, epochs=2, batch_size=16)
+    hook.remove()
+    assert calls[0] == 3  # two steps had been taken, and were undone
+    _assert_same(_full_state(model), before)
+    model.fit(X, y, epochs=1, batch_size=16)  # and training goes on
+
+
+def test_a_diverging_fit_is_caught_at_the_loss_jump_and_a_smaller_lr_recovers():
+    """lr = 50 blows the loss up within a few steps: fit stops at the jump, restores the
+    model it started from, and the advice (a smaller lr) then trains it."""
+    model = _mlp(lr=50.0)
+    X, y = _batch(256)
+    before = _full_state(model)
+    with pytest.raises(FloatingPointError, match="loss jumped.*Lower lr"):
+        model.fit(X, y, epochs=3, batch_size=32)
+    _assert_same(_full_state(model), before)
+    model.optimizer.param_groups[0]["lr"] = 0.05
+    model.fit(X, y, epochs=5, batch_size=32)
+    assert model.score(X, y) > 0.9
+
+
+def test_partial_fit_checks_the_stability_bound_before_each_step():
+    model = _trained_with_ewc(_mlp(lr=0.1))
+    limit = model.ewc_lambda * model.stability_limit() / model.ewc.stiffness()
+    model.ewc_lambda = 1.01 * limit
+    before = _state(model)
+    with pytest.raises(ValueError, match="will make SGD diverge"):
+        model.partial_fit(X0, Y0)
+    _assert_same(_state(model), before)
+    model.ewc_lambda = 0.99 * limit
+    assert math.isfinite(model.partial_fit(X0, Y0))
