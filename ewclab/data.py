@@ -163,8 +163,7 @@ def to_nchw(x: Array, channels: int = 3) -> Array:
         last axis could be channels (e.g. ``(N, 3, 5, 3)``), or when 3-channel images
         are asked to become 1-channel.
     """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    check_option(check_int(channels, "channels"), "channels", (1, 3))
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4:
@@ -200,6 +199,7 @@ def permute_task(task: Task, seed: int) -> Task:
     new task of equal difficulty. The permutation is drawn from
     ``numpy.random.default_rng(seed)``; the new task is named ``"<name>-perm<seed>"``.
     """
+    seed = check_seed(seed, none_ok=False)
     h, w = task.x_train.shape[1:]
     perm = np.random.default_rng(seed).permutation(h * w)
 
@@ -229,7 +229,7 @@ def split_task(task: Task, classes: Sequence[int], remap: bool = True) -> Task:
         ``classes`` of the result lists only the kept names; if False the original labels
         and class list are kept.
     """
-    keep = [int(c) for c in classes]
+    keep = [check_int(c, f"classes[{i}]") for i, c in enumerate(classes)]
     if not keep or len(set(keep)) != len(keep):
         raise ValueError(f"expected distinct classes to keep, got {list(classes)!r}")
     bad = [c for c in keep if not 0 <= c < task.num_classes]

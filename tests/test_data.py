@@ -146,6 +146,8 @@ def _idx_bytes(array: np.ndarray, tmp_path: Path) -> bytes:
         (lambda b: b + b"\x00", "wrong length"),
         (lambda b: b[:6], "truncated IDX header"),
         (lambda b: b[:2], "only 2 bytes"),
+        # four dimensions of 2**16: the product 2**64 wraps to 0 in numpy's int64
+        (lambda b: b"\x00\x00\x08\x04" + b"\x00\x01\x00\x00" * 4, "wrong length.*65536"),
     ],
 )
 def test_corrupt_idx_raises_value_error_naming_the_file(tmp_path: Path, mangle, message) -> None:
@@ -222,7 +224,7 @@ def test_to_nchw_rejects_impossible_shapes(shape, message) -> None:
 def test_to_nchw_will_not_drop_colour() -> None:
     with pytest.raises(ValueError, match="3-channel"):
         to_nchw(np.zeros((2, 3, 28, 28), np.uint8), channels=1)
-    with pytest.raises(ValueError, match="channels must be 1 or 3"):
+    with pytest.raises(ValueError, match=r"channels must be one of \(1, 3\), got 2"):
         to_nchw(np.zeros((2, 28, 28), np.uint8), channels=2)
 
 
@@ -262,6 +264,10 @@ def test_split_task_rejects_bad_classes() -> None:
         split_task(task, (3, 12))
     with pytest.raises(ValueError, match="distinct"):
         split_task(task, (1, 1))
+    with pytest.raises(TypeError, match=r"classes\[1\] must be an int"):
+        split_task(task, (1, 2.5))
+    with pytest.raises(ValueError, match="seed must be"):
+        permute_task(task, -1)
 
 
 def test_task_rejects_mismatched_lengths() -> None:
