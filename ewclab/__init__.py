@@ -11,6 +11,7 @@ from ewclab.buffer import TaskBuffer
 from ewclab.data import Task, batchify, load_task, to_nchw
 from ewclab.ewc import EWC
 from ewclab.fisher import fisher_diagonal
+from ewclab.learner import DivergenceError
 from ewclab.models import MLP, AlexNet, TestNet
 from ewclab.persist import load
 
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
-    "EWC", "MLP", "AlexNet", "Task", "TaskBuffer", "TestNet", "__version__", "batchify",
+    "EWC", "MLP", "AlexNet", "DivergenceError", "Task", "TaskBuffer", "TestNet",
+    "__version__", "batchify",
     "fisher_diagonal", "load", "load_task", "to_nchw",
 ]

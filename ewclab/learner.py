@@ -194,7 +194,9 @@ class Learner(nn.Module):
     # -- the EWC strength, read and written through the EWC object ------------------------
     @property
     def ewc_lambda(self) -> float:
-        """EWC strength λ (``self.ewc.lam``); setting a negative or non-finite λ raises."""
+        """EWC strength λ (``self.ewc.lam``); setting a λ that is negative, not finite or
+        beyond float32's range raises (a λ past SGD's stability bound is refused by the
+        next ``partial_fit`` / ``fit``, see :meth:`check_stability`)."""
         return self.ewc.lam
 
     @ewc_lambda.setter
