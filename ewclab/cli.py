@@ -2,6 +2,14 @@
 
 Train task A (MNIST), then task B (Fashion-MNIST), and print how task A's accuracy fares:
 it collapses with plain training and survives with ``--ewc``.
+
+λ, learning rate, epochs and width default to the row of :func:`ewclab.settings.defaults`
+for the chosen ``--tasks``, ``--model`` and method. Exit status: 0 on success; 2 for a
+usage error, found before any training; 1 when a run stops with one line on stderr: a
+``--lambda``/``--lr`` that the stability bound lr·λ·max F < 2(1 + momentum) predicts will
+make SGD diverge (refused once the Fisher of the task before is known, before the next
+task trains), a step that diverged anyway, or results that could not be written; 130
+when interrupted.
 """
 
 from __future__ import annotations
@@ -17,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ewclab.experiment import DEFAULT_LAM, DEFAULTS, METHODS, MODELS, Point, TaskACache
+from ewclab.experiment import DEFAULTS, METHODS, MODELS, Point, TaskACache
 from ewclab.fisher import KINDS
+from ewclab.settings import defaults
+from ewclab.validation import check_seed
 
 __all__ = ["main"]
 
@@ -41,12 +51,29 @@ def _positive(kind: type) -> callable:
 
 def _seed(text: str) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+        return check_seed(int(text), none_ok=False)
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 0 to 2**64 - 1, got {text!r}"
+        ) from None
+
+
+def _tasks(text: str) -> str:
+    """A task sequence of at least two tasks (forgetting needs a task after the first)."""
+    spec = text.strip().lower()
+    if spec.startswith("permuted:"):
+        count = spec.split(":", 1)[1]
+        n = int(count) if count.isdigit() else 0
+        if n < 2:
+            raise argparse.ArgumentTypeError(
+                f"expected 'permuted:T' with a whole number T >= 2, got {text!r}"
+            )
+    elif spec != "split" and len(spec.split("->")) < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected a sequence of at least two tasks such as 'mnist->fashion', "
+            f"'fashion->mnist', 'permuted:5' or 'split', got {text!r}"
+        )
+    return text
 
 
 def _non_negative(text: str) -> float:
@@ -82,13 +109,20 @@ def _parser() -> argparse.ArgumentParser:
             "A is forgotten; with --ewc it is kept. Replaces the seed's "
             "'python3 demo.py -e 50 [--ewc]'."
         ),
+        epilog="λ, lr, epochs and width default to the row of ewclab.settings for --tasks, "
+        "--model and the method. Exit status: 0 done; 2 usage error (before any training); "
+        "1 the run stopped with one line on stderr (a --lambda/--lr past the stability "
+        "bound, refused before the next task trains; a step that diverged; results not "
+        "written); 130 interrupted.",
         formatter_class=_Formatter,
     )
     d = DEFAULTS
     demo.add_argument(
-        "-e", "--epochs", type=_positive(float), default=d["epochs"],
-        help="passes over each task's training set (the notebooks' epoch sliders mean the "
-        "same; the seed's demo.py used -e loosely for partial_fit iterations)",
+        "-e", "--epochs", type=_positive(float), default=None,
+        help=f"passes over each task's training set (default {d['epochs']} for the "
+        "mnist->fashion MLP; every --tasks/--model has its own in ewclab.settings; the "
+        "notebooks' epoch sliders mean the same; the seed's demo.py used -e loosely for "
+        "partial_fit iterations)",
     )
     demo.add_argument(
         "--epochs-b", type=_positive(float), default=None,
@@ -101,17 +135,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--lambda", dest="lam", type=_non_negative, default=None,
-        help=f"penalty strength λ, penalty = λ/2 Σ F_i (θ_i - θ*_i)² (default {d['lam']:g} for "
-        f"EWC, {DEFAULT_LAM['l2']:g} for l2). Too large a λ makes SGD diverge (the run stops "
-        "and says so): it needs lr·λ·max F < 2(1 + momentum) = 3.8",
+        help=f"penalty strength λ, penalty = λ/2 Σ F_i (θ_i - θ*_i)² (default: the settings "
+        f"table's for --tasks, --model and the method, e.g. {d['lam']:g} for EWC on "
+        "mnist->fashion with the MLP). SGD stays stable only while lr·λ·max F < "
+        "2(1 + momentum) = 3.8: a λ past that is refused once task A's Fisher is known "
+        "(exit status 1)",
     )
     demo.add_argument("--model", choices=sorted(MODELS), default=d["model"], help="network")
     demo.add_argument(
         "--width", type=_positive(float), default=None,
         help=f"mlp: units per hidden layer (default {d['width']}); alexnet: channel scale "
-        "(default 1.0); testnet has a fixed size",
+        "(default: the settings table's); testnet has a fixed size",
     )
-    demo.add_argument("--lr", type=_positive(float), default=d["lr"], help="learning rate")
+    demo.add_argument(
+        "--lr", type=_positive(float), default=None,
+        help=f"learning rate (default: the settings table's, {d['lr']:g} for the MLP)",
+    )
     demo.add_argument(
         "--batch-size", type=_positive(int), default=d["batch_size"], help="samples per step"
     )
@@ -126,8 +165,9 @@ def _parser() -> argparse.ArgumentParser:
         help="training samples per task kept for its Fisher",
     )
     demo.add_argument(
-        "--tasks", default=d["tasks"],
-        help="task sequence: mnist->fashion, fashion->mnist, permuted:T or split",
+        "--tasks", type=_tasks, default=d["tasks"],
+        help="task sequence of two or more tasks: mnist->fashion, fashion->mnist, "
+        "permuted:T (T >= 2) or split",
     )
     demo.add_argument(
         "--full-data", metavar="ROOT", default=None,
@@ -135,7 +175,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=_seed, default=d["seed"], help="random seed")
     demo.add_argument("--plot", metavar="PNG", help="save the accuracy curves to this file")
-    demo.add_argument("--json", metavar="JSON", help="save settings and accuracy matrix here")
+    demo.add_argument(
+        "--json", metavar="JSON",
+        help="save settings and accuracy matrix here; '-' writes them to standard output "
+        "(the table then goes to standard error)",
+    )
     demo.add_argument(
         "--threads", type=_positive(int), default=None,
         help="torch CPU threads (default: torch's choice, one per core); on a CPU shared with "
@@ -162,7 +206,7 @@ def _method(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
 def _check_outputs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Refuse --plot / --json paths that could not be written, before any training."""
     for option, path in (("--plot", args.plot), ("--json", args.json)):
-        if path is None:
+        if path is None or (option == "--json" and path == "-"):
             continue
         folder = Path(path).resolve().parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
@@ -181,7 +225,17 @@ def _check_outputs(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
             )
 
 
-def _table(history) -> str:
+#: A task whose accuracy right after training it is below chance + this was never learned.
+LEARNED_MARGIN = 0.10
+
+
+def _table(history, chance: Sequence[float]) -> str:
+    """The accuracy matrix as text, then the forgetting (or why it means nothing).
+
+    ``chance`` holds each task's chance accuracy (1 / its classes): a task that ends its own
+    training below chance + :data:`LEARNED_MARGIN` was never learned, and its "drop" is
+    reported as such instead of as a number that reads like success.
+    """
     from ewclab.metrics import average_accuracy, backward_transfer, forgetting
 
     names, R = history.tasks, history.accuracy_matrix
@@ -194,12 +248,14 @@ def _table(history) -> str:
     if np.isnan(R[-1]).any():
         lines.append("(stopped early)")
         return "\n".join(lines)
+    unlearned = [j for j in range(len(names)) if R[j, j] < chance[j] + LEARNED_MARGIN]
     if len(names) == 2:
         drop = 100 * (R[0, 0] - R[1, 0])
         lines += [
             "",
             f"task A ({names[0]}) after A:  {_pct(R[0, 0])}",
-            f"task A ({names[0]}) after B:  {_pct(R[1, 0])}   (drop {drop:.1f} points)",
+            f"task A ({names[0]}) after B:  {_pct(R[1, 0])}"
+            + ("" if 0 in unlearned else f"   (drop {drop:.1f} points)"),
             f"task B ({names[1]}) after B:  {_pct(R[1, 1])}",
         ]
     else:
@@ -209,6 +265,14 @@ def _table(history) -> str:
             f"backward transfer {100 * backward_transfer(R):+.1f} points, "
             f"forgetting {100 * forgetting(R):.1f} points",
         ]
+    for j in unlearned:
+        task = f"task {'AB'[j]}" if len(names) == 2 else "task"
+        lines.append(
+            f"{task} ({names[j]}) was never learned: {_pct(R[j, j])} right after training it, "
+            f"near chance ({_pct(chance[j])})"
+            + (", so there was nothing to forget" if j < len(names) - 1 else "")
+            + "; try more --epochs or another --lr"
+        )
     return "\n".join(lines)
 
 
@@ -233,12 +297,15 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
         tasks = get_scenario(args.tasks, source=source, root=args.full_data)
     except (ValueError, FileNotFoundError, TypeError) as err:
         parser.error(f"--tasks {args.tasks}: {err}")
-    epochs = [args.epochs] + [args.epochs_b or args.epochs] * (len(tasks) - 1)
+    row = defaults(args.tasks, args.model, method)
+    epochs_a = row.epochs if args.epochs is None else args.epochs
+    epochs = [epochs_a] + [args.epochs_b or epochs_a] * (len(tasks) - 1)
     total = sum(steps_for(t, e, args.batch_size) for t, e in zip(tasks, epochs, strict=True))
-    lam = DEFAULT_LAM[method] if args.lam is None else args.lam
+    lam = row.lam if args.lam is None else args.lam
+    lr = row.lr if args.lr is None else args.lr
     if not args.quiet:
         print(
-            f"{' -> '.join(t.name for t in tasks)} | {args.model} | "
+            f"{' -> '.join(t.name for t in tasks)} | {args.model} | lr {lr:g} | "
             f"{method}" + ("" if method == "sgd" else f", λ = {lam:g}") + " | "
             f"epochs {'/'.join(f'{e:g}' for e in epochs)}",
             file=sys.stderr,
@@ -255,24 +322,23 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
         history = run_sequence(
             tasks, model=args.model, method=method, lam=lam, epochs=epochs,
             fisher=args.fisher, fisher_samples=args.fisher_samples, seed=args.seed,
-            callback=progress, width=args.width, lr=args.lr, batch_size=args.batch_size,
+            callback=progress, width=args.width, lr=lr, batch_size=args.batch_size,
             cache=cache,
         )
     except KeyboardInterrupt:
         bar.close()
         print("interrupted", file=sys.stderr)
         return 130
-    except FloatingPointError as err:  # lr * λ too large: partial_fit refused a step
+    except (FloatingPointError, ValueError) as err:
+        # a λ/lr past the stability bound (refused before the next task trains) or a step
+        # that diverged anyway: one line, no traceback
         bar.close()
-        print(
-            f"ewclab demo: {err}\nSGD stays stable on the penalty only while "
-            "lr·λ·max F < 3.8, and the default λ was chosen for mnist->fashion: try a "
-            "smaller --lambda (benchmarks/RESULTS.md lists λ that work for each --tasks).",
-            file=sys.stderr,
-        )
+        hint = " (--lambda sets ewc_lambda)" if "ewc_lambda" in str(err) else ""
+        print(f"ewclab demo: {err}{hint}", file=sys.stderr)
         return 1
     bar.close()
-    print(_table(history))
+    table = _table(history, [1 / t.num_classes for t in tasks])
+    print(table, file=sys.stderr if args.json == "-" else sys.stdout)
     try:
         _save(history, args)
     except OSError as err:
@@ -288,8 +354,12 @@ def _save(history, args: argparse.Namespace) -> None:
 
         out = history.to_dict()
         out["average_accuracy"] = average_accuracy(history)
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=1)
+        if args.json == "-":
+            json.dump(out, sys.stdout, indent=1)
+            print()
+        else:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(out, f, indent=1)
     if args.plot:
         from ewclab.plots import plot_accuracy
 

@@ -36,6 +36,7 @@ from ewclab.learner import Learner
 from ewclab.models import MLP, AlexNet, TestNet
 from ewclab.scenarios import get_scenario
 from ewclab.settings import DEMO, METHODS, defaults, scenario_kind
+from ewclab.validation import check_seed
 
 __all__ = [
     "DEFAULTS",
@@ -382,8 +383,9 @@ def run_sequence(
     fisher_samples : int
         Training samples of each task kept to compute its Fisher.
     seed : int
-        Non-negative; seeds the model's initialisation, every task's batch order and
-        the sampled Fisher's labels: a run is deterministic for a seed on CPU.
+        In [0, 2**64); seeds the model's initialisation, every task's batch order and
+        the sampled Fisher's labels (task i uses seed + i, wrapped to 64 bits): a run is
+        deterministic for a seed on CPU.
     callback : callable, optional
         Called with a :class:`Point` (holding ``history``) after each evaluation.
     stop : callable, optional
@@ -439,10 +441,7 @@ def run_sequence(
     _check_positive_int(batch_size, "batch_size")
     if eval_samples is not None:
         _check_positive_int(eval_samples, "eval_samples")
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+    seed = check_seed(seed, none_ok=False)
     num_classes = max(t.num_classes for t in tasks)
     settings = {
         "tasks": [t.name for t in tasks],
@@ -489,7 +488,8 @@ def run_sequence(
     buffer = TaskBuffer(per_task=fisher_samples, seed=seed)
     for i in range(first, len(tasks)):
         task = tasks[i]
-        torch.manual_seed(seed + i)
+        task_seed = (seed + i) % 2**64  # torch seeds are 64-bit: wrap, never overflow
+        torch.manual_seed(task_seed)
         history.start_task(task.name, step)
         logger.info("task %d/%d %r: %g epoch(s) from step %d (%s, λ = %g)",
                     i + 1, len(tasks), task.name, per_task[i], step, method, lam)
@@ -498,7 +498,7 @@ def run_sequence(
         result = train_on_task(
             learner, task.name, task, epochs=per_task[i], buffer=buffer, eval_tasks=tasks,
             eval_every=eval_every, callback=callback, stop=stop, batch_size=batch_size,
-            seed=seed + i, buffer_samples=fisher_samples, eval_samples=eval_samples,
+            seed=task_seed, buffer_samples=fisher_samples, eval_samples=eval_samples,
             history=history, start_step=step,
         )
         step, loss = result.step, result.loss
@@ -511,7 +511,7 @@ def run_sequence(
         history.finish_task(task.name, final)
         logger.info("after task %r: test accuracy %s", task.name, _percentages(final))
         X, y = buffer.get(task.name)
-        generator = torch.Generator().manual_seed(seed + i)
+        generator = torch.Generator().manual_seed(task_seed)
         F = fisher_diagonal(learner, X, y, kind=fisher, generator=generator)
         logger.info("Fisher of %r: %s, on %d samples", task.name, fisher, len(y))
         history.fisher[task.name] = _clone(F)
@@ -529,8 +529,8 @@ def _check_stable(learner: Learner, next_task: str) -> None:
     """Refuse to train ``next_task`` when the penalty would make SGD diverge on it."""
     try:
         learner.check_stability()
-    except ValueError as err:
-        raise ValueError(f"before training task {next_task!r}: {err}") from None
+    except ValueError as err:  # a DivergenceError: say which task it protects
+        raise type(err)(f"before training task {next_task!r}: {err}") from None
 
 
 def _set_method(learner: Learner, method: str, lam: float, gamma: float) -> None:

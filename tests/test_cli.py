@@ -44,6 +44,7 @@ def test_default_demo_teaches_the_lesson(tmp_path, capsys):
     assert E[0][0] - E[1][0] <= 0.10, f"EWC did not keep task A: {E}"
     assert E[1][1] >= R[1][1] - 0.10, f"EWC gave task B away: {E} vs {R}"
     assert "task A (mnist) after B" in table and f"{100 * R[1][0]:.1f}%" in table
+    assert "(drop " in table and "never learned" not in table
     settings = json.loads(ewc.read_text())["settings"]
     assert settings["method"] == "ewc" and settings["lam"] > 0
 
@@ -69,16 +70,82 @@ def test_threads_are_set_for_the_run_and_restored(monkeypatch):
 
 
 def test_divergence_is_reported_without_traceback(capsys):
-    argv = ["demo", "-e", "0.2", "--width", "8", "--quiet", "--ewc", "--lambda", "1e30"]
+    """A learning rate that makes plain SGD blow up (no bound predicts it): exit 1."""
+    argv = ["demo", "-e", "0.2", "--width", "8", "--quiet", "--lr", "1e30"]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "diverged" in err and "Traceback" not in err
+
+
+def test_task_never_learned_is_said_plainly(capsys):
+    """A task A left near chance is reported as never learned, not as a small 'drop'."""
+    argv = ["demo", "-e", "0.05", "--width", "8", "--lr", "1e-9", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "task A (mnist) was never learned" in out and "(drop " not in out
+    assert "near chance (10.0%)" in out
+
+
+def test_json_dash_writes_json_to_stdout_and_the_table_to_stderr(capsys):
+    argv = ["demo", "-e", "0.05", "--width", "8", "--quiet", "--json", "-"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    d = json.loads(captured.out)  # nothing but the JSON on stdout
+    assert d["tasks"] == ["mnist", "fashion-mnist"] and len(d["accuracy_matrix"]) == 2
+    assert "test accuracy" in captured.err and "task A (mnist) after B" in captured.err
+
+
+def test_defaults_come_from_the_settings_table(tmp_path, monkeypatch):
+    """λ, lr and epochs follow settings.defaults for --tasks/--model/method, not the demo's."""
+    import ewclab.experiment
+    from ewclab.settings import defaults
+
+    seen = {}
+
+    def fake_run_sequence(tasks, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop before any training
+
+    monkeypatch.setattr(ewclab.experiment, "run_sequence", fake_run_sequence)
+    assert main(["demo", "--tasks", "fashion->mnist", "--ewc", "--quiet"]) == 130
+    row = defaults("fashion->mnist", "mlp", "ewc")
+    assert (seen["lam"], seen["lr"], seen["epochs"][0]) == (row.lam, row.lr, row.epochs)
+    assert row.lam != defaults("mnist->fashion", "mlp", "ewc").lam
+
+
+def test_lambda_past_the_stability_bound_is_refused_before_task_b(capsys, monkeypatch):
+    """λ 2000 on fashion->mnist breaks lr·λ·max F < 3.8: one line, exit 1, B never trained."""
+    import ewclab.experiment
+
+    steps = []
+    real = ewclab.experiment.train_on_task
+
+    def counting(model, name, *args, **kwargs):
+        steps.append(name)
+        return real(model, name, *args, **kwargs)
+
+    monkeypatch.setattr(ewclab.experiment, "train_on_task", counting)
+    argv = ["demo", "--tasks", "fashion->mnist", "--ewc", "--lambda", "2000", "-e", "1",
+            "--quiet"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert steps == ["fashion-mnist"]  # task A trained, task B refused before its first step
+    assert "will make SGD diverge" in err and "--lambda" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_largest_seed_runs(capsys):
+    assert main(["demo", "-e", "0.02", "--width", "8", "--quiet", "--seed", str(2**64 - 1)]) == 0
 
 
 @pytest.mark.parametrize(
     "argv",
     [
         [],
+        ["demo", "--tasks", "mnist"],
+        ["demo", "--tasks", "permuted:1"],
+        ["demo", "--tasks", "fashion"],
+        ["demo", "--seed", "18446744073709551616"],
         ["demo", "--model", "resnet"],
         ["demo", "-e", "0"],
         ["demo", "-e", "many"],
