@@ -28,7 +28,6 @@ import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ewclab import snapshot
 from ewclab.buffer import TaskBuffer
 from ewclab.ewc import EWC, MODES, check_lam
 from ewclab.fisher import KINDS
@@ -80,19 +80,6 @@ class DivergenceError(FloatingPointError, ValueError):
     gradients or result are not finite. It is a ``FloatingPointError`` (what ewclab
     raised for divergence before) and a ``ValueError`` (a setting is wrong for the data).
     """
-
-
-@dataclass
-class _Snapshot:
-    """Weights + optimiser state tensors, their copies, the optimiser's per-parameter state
-    dicts, the shuffling generator's state and the step guards' memory, to undo steps."""
-
-    tensors: list[Tensor]
-    copies: list[Tensor]
-    state: dict
-    rng: Tensor
-    large_steps: bool
-    last_loss: float | None
 
 
 class Learner(nn.Module):
@@ -183,7 +170,7 @@ class Learner(nn.Module):
                        generator=self.shuffle_rng)
         self.buffer = TaskBuffer(per_task=buffer_per_task, seed=0 if seed is None else seed,
                                  num_classes=self.spec.num_classes)
-        self._undo: list[Tensor] = []
+        self._undo: list[Tensor] | None = None  # the per-step undo buffers, once needed
         self._large_steps = False
         self._last_loss: float | None = None  # the previous accepted step's loss
 
@@ -360,33 +347,18 @@ class Learner(nn.Module):
             f"(now {self.ewc_lambda})."
         )
 
-    def _snapshot(self, reuse: bool) -> _Snapshot:
-        """Copy the weights, optimiser state and generator; ``reuse`` copies into the
-        preallocated undo buffers of the per-step check instead of fresh tensors."""
-        state = {p: self.optimizer.state[p] for p in self._params if p in self.optimizer.state}
-        extra = [v for s in state.values() for v in s.values() if torch.is_tensor(v)]
-        tensors = self._params + extra
-        if not reuse:
-            copies = [t.detach().clone() for t in tensors]
-        else:
-            if [t.shape for t in self._undo] != [t.shape for t in tensors]:
-                self._undo = [torch.empty_like(t) for t in tensors]
-            copies = self._undo
-            with torch.no_grad():
-                for copy, t in zip(copies, tensors, strict=True):
-                    copy.copy_(t)
-        state = {p: dict(s) for p, s in state.items()}
-        return _Snapshot(tensors, copies, state, self.shuffle_rng.get_state(),
-                         self._large_steps, self._last_loss)
+    def _snapshot(self, reuse: bool) -> snapshot.Snapshot:
+        """Weights, optimiser state, generator and step guards; ``reuse`` copies into the
+        per-step undo buffers (allocated once) instead of fresh tensors."""
+        snap = snapshot.take(self._params, self.optimizer, self.shuffle_rng,
+                             (self._large_steps, self._last_loss), self._undo if reuse else None)
+        if reuse:
+            self._undo = snap.copies
+        return snap
 
-    def _restore(self, snap: _Snapshot) -> None:
-        with torch.no_grad():
-            for t, copy in zip(snap.tensors, snap.copies, strict=True):
-                t.copy_(copy)
-        self.optimizer.state.clear()
-        self.optimizer.state.update(snap.state)
-        self.shuffle_rng.set_state(snap.rng)
-        self._large_steps, self._last_loss = snap.large_steps, snap.last_loss
+    def _restore(self, snap: snapshot.Snapshot) -> None:
+        self._large_steps, self._last_loss = snapshot.restore(snap, self.optimizer,
+                                                              self.shuffle_rng)
 
     # -- inference ---------------------------------------------------------------------------
     def predict_proba(self, X: Any, batch_size: int = 256) -> np.ndarray:
