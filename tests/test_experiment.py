@@ -19,6 +19,7 @@ from ewclab.experiment import (
 )
 from ewclab.history import History
 from ewclab.scenarios import get_scenario
+from ewclab.settings import defaults
 
 SMALL = dict(model="mlp", width=16, batch_size=32, fisher_samples=64, eval_every=2)
 
@@ -252,11 +253,37 @@ def test_run_sequence_accepts_a_scenario_name():
     assert h.tasks == ["mnist", "fashion-mnist"]
 
 
-def test_defaults_are_consistent():
+def test_make_model_builds_the_settings_row():
+    """make_model() with no arguments is the demo's network: the settings table's width
+    and lr (the committed lessons rely on λ 2000, lr 0.01, 5 epochs, two layers of 400)."""
+    row = defaults(DEFAULTS["tasks"], "mlp", "ewc")
+    assert (row.lam, row.lr, row.epochs, row.width) == (2000.0, 0.01, 5, 400)
+    assert (DEFAULTS["lam"], DEFAULTS["lr"], DEFAULTS["epochs"]) == (row.lam, row.lr, row.epochs)
     model = make_model()
-    assert isinstance(model.ewc_lambda, float)
-    assert DEFAULTS["method"] in ("sgd", "ewc", "l2", "online-ewc")
-    assert get_scenario(DEFAULTS["tasks"])[0].name == "mnist"
+    assert model.config["hidden"] == (row.width, row.width)
+    assert model.config["lr"] == row.lr and model.config["optimizer"] == row.optimizer
+
+
+def test_run_sequence_defaults_follow_the_scenarios_row(tasks):
+    """Without lam/lr/epochs, a run uses the row of its scenario (here fashion->mnist,
+    found from the task names), not the demo's."""
+    reverse = [tasks[1], tasks[0]]
+    h = run_sequence(reverse, method="ewc", **SMALL)
+    row = defaults("fashion->mnist", "mlp", "ewc")
+    assert row.lam != DEFAULTS["lam"]
+    assert h.settings["lam"] == row.lam and h.settings["lr"] == row.lr
+    assert h.settings["epochs"] == [row.epochs, row.epochs]
+
+
+def test_run_sequence_refuses_an_unstable_lambda_before_the_next_task(tasks):
+    """λ past lr·λ·max F < 2(1 + momentum) is refused once task A's Fisher is known, and
+    task B never takes a step."""
+    points = []
+    with pytest.raises(ValueError, match="before training task 'fashion-mnist'.*diverge"):
+        run_sequence(tasks, method="ewc", lam=1e6, epochs=1, callback=points.append, **SMALL)
+    assert points and {p.task for p in points} == {"mnist"}
+    h = run_sequence(tasks, method="ewc", lam=1.0, epochs=1, **SMALL)  # a small λ runs
+    assert np.isfinite(h.accuracy_matrix).all()
 
 
 @pytest.mark.parametrize(
