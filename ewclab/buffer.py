@@ -166,8 +166,9 @@ class TaskBuffer:
         y = y.detach().cpu().long()
         high = math.inf if self.num_classes is None else self.num_classes
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= high):
+            expected = ">= 0" if high == math.inf else f"in [0, {high})"
             raise ValueError(
-                f"labels must be in [0, {high}), got values from {int(y.min())} to {int(y.max())}"
+                f"labels must be {expected}, got values from {int(y.min())} to {int(y.max())}"
             )
         r = self._tasks.get(task_name)
         if r is not None and (r.X.shape[1:] != X.shape[1:] or r.X.dtype != X.dtype):

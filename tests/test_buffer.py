@@ -143,3 +143,26 @@ def _assert_same_state(a: dict, b: dict) -> None:
             _assert_same_state(a[key], b[key])
         else:
             assert a[key] == b[key], key
+
+
+def test_labels_are_checked_against_num_classes_when_given():
+    X = np.zeros((4, 1, 2, 2), np.uint8)
+    free, bounded = TaskBuffer(per_task=8), TaskBuffer(per_task=8, num_classes=3)
+    free.add("a", X, [0, 1, 2, 7])
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), got values from 0 to 7"):
+        bounded.add("a", X, [0, 1, 2, 7])
+    with pytest.raises(ValueError, match="labels must be >= 0, got values from -5 to 2"):
+        free.add("a", X, [-5, 0, 1, 2])
+    bounded.add("a", X, np.array([0, 1, 2, 2], np.uint16))
+    assert bounded.get("a")[1].tolist() == [0, 1, 2, 2] and len(free) == 4
+
+
+def test_a_state_without_num_classes_keeps_the_buffers_own():
+    """Files written before num_classes existed still load, keeping the learner's bound."""
+    old = TaskBuffer(per_task=8)
+    old.add("a", np.zeros((2, 3)), [0, 1])
+    state = old.state_dict()
+    del state["num_classes"]
+    buffer = TaskBuffer(per_task=4, num_classes=3)
+    buffer.load_state_dict(state)
+    assert buffer.num_classes == 3 and buffer.per_task == 8 and len(buffer) == 2
