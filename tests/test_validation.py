@@ -48,6 +48,22 @@ def test_seed_layout_is_accepted():
     assert torch.equal(Xt, torch.from_numpy(np.ascontiguousarray(x)))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64])
+def test_unsigned_labels_of_every_width_are_checked_and_kept(dtype):
+    _, yt = check_batch(np.zeros((3, 1, 28, 28)), np.array([0, 5, 9], dtype), GRAY)
+    assert yt.tolist() == [0, 5, 9]
+    _, yt = check_batch(np.zeros((3, 1, 28, 28)), torch.from_numpy(np.array([1, 2, 3], dtype)),
+                        GRAY)
+    assert yt.tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match=r"\[0, 10\).*0 to 10"):
+        check_batch(np.zeros((2, 1, 28, 28)), np.array([0, 10], dtype), GRAY)
+
+
+def test_float64_within_float32_range_passes():
+    Xt, _ = check_batch(np.full((2, 1, 28, 28), 3e38), None, GRAY)
+    assert torch.isfinite(to_float_input(Xt, 1, CPU)).all()
+
+
 def test_mlp_spec_takes_any_layout_with_the_right_size():
     assert check_batch(np.zeros((2, 1, 28, 28), np.float32), [0, 1], FLAT)[0].shape[1] == 1
     with pytest.raises(ValueError, match="C\\*H\\*W = 2352.*expects 784"):
@@ -73,6 +89,12 @@ def test_mlp_spec_takes_any_layout_with_the_right_size():
         (np.zeros((2, 1, 28, 28)), [0.0, 1.0], GRAY, TypeError, "integer class labels"),
         (np.zeros((2, 1, 28, 28)), np.zeros((2, 1), int), GRAY, ValueError, "1-D"),
         (np.zeros((2, 1, 28, 28)), "ab", GRAY, TypeError, "y must be"),
+        (np.full((2, 1, 28, 28), 1e39), None, GRAY, ValueError, "1e\\+39.*beyond float32"),
+        (np.zeros((2, 28, 28, 3), np.float32), None, InputSpec(10, features=2352), ValueError,
+         "3-channel channels-last.*transpose"),
+        (np.zeros((2, 28, 28, 3), np.float32), None, GRAY, ValueError, "channels-last"),
+        (np.zeros((2, 1, 28, 28)), np.array([1, 2**63], np.uint64), GRAY, ValueError,
+         "class indices"),
     ],
 )
 def test_bad_input_says_what_was_expected_and_what_came(X, y, spec, error, message):
