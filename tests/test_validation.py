@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ewclab.validation import (
     FLOAT32_MAX,
@@ -179,3 +181,18 @@ def test_check_bool_and_check_seed():
         check_seed(-1)
     with pytest.raises(TypeError, match="seed must be an int"):
         check_seed(None, none_ok=False)
+
+
+@settings(max_examples=80, deadline=None)
+@given(values=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=1,
+                       max_size=6))
+def test_float_input_is_accepted_exactly_when_float32_can_hold_it(values):
+    X = np.array(values, np.float64).reshape(-1, 1, 1, 1)
+    spec = InputSpec(num_classes=2, features=1)
+    ok = all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in values)
+    if ok:
+        Xt, _ = check_batch(X, None, spec)
+        assert torch.isfinite(to_float_input(Xt, None, CPU)).all()
+    else:
+        with pytest.raises(ValueError, match="NaN or inf|beyond float32"):
+            check_batch(X, None, spec)
