@@ -91,6 +91,8 @@ class EWC:
         self.gamma = gamma
         self.fisher = fisher
         self.batch_size = batch_size
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
         self.generator = generator
         self.tasks: list[Term] = []
         self._max_f: tuple[list[Term], float] = ([], 0.0)  # stiffness cache: terms, max Σ F

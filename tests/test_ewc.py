@@ -205,6 +205,11 @@ BAD_SETTINGS = [
 ]
 
 
+def test_a_generator_must_be_a_torch_generator() -> None:
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got 0"):
+        EWC(tiny_model(), generator=0)
+
+
 @pytest.mark.parametrize("name, value, error", BAD_SETTINGS)
 def test_bad_setting_raises_in_the_constructor(name: str, value, error) -> None:
     with pytest.raises(error, match=name.replace("_", ".")):
