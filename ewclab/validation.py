@@ -2,9 +2,11 @@
 
 Parameters (one helper per kind, like scikit-learn's ``_param_validation``):
 :func:`check_int` (an int in a range), :func:`check_real` (a finite real in an interval),
-:func:`check_option` (one of a set), :func:`check_bool` and :func:`check_seed`.
-The rule: numpy scalars are numbers (``numbers.Integral`` / ``numbers.Real``), bools are
-not; a wrong type raises ``TypeError``, a wrong value ``ValueError``; the message reads
+:func:`check_option` (one of a set), :func:`check_bool` and :func:`check_seed`; built on
+them, :func:`check_lr`, :func:`check_momentum`, :func:`check_param_groups` (an optimiser's
+settings, checked before every training call) and :func:`check_device`. The rule: numpy
+scalars are numbers (``numbers.Integral`` / ``numbers.Real``), bools are not; a wrong type
+raises ``TypeError``, a wrong value ``ValueError``; the message reads
 ``<name> must be <expected>, got <value!r>``. Each helper returns the value as a plain
 Python ``int`` / ``float``.
 
