@@ -152,17 +152,20 @@ def _parser() -> argparse.ArgumentParser:
         help=f"learning rate (default: the settings table's, {d['lr']:g} for the MLP)",
     )
     demo.add_argument(
-        "--batch-size", type=_positive(int), default=d["batch_size"], help="samples per step"
+        "--batch-size", type=_positive(int), default=None,
+        help=f"samples per step (default: the settings table's, {d['batch_size']} for the MLP)",
     )
     demo.add_argument(
-        "--fisher", choices=KINDS, default=d["fisher"],
+        "--fisher", choices=KINDS, default=None,
         help="Fisher kind: exact (labels weighted by the model's prediction), empirical "
         "(true labels; it all but vanishes on samples the model has learned by heart, so "
-        "long runs need a much larger λ) or sampled (one label drawn per sample)",
+        "long runs need a much larger λ) or sampled (one label drawn per sample); default: "
+        f"the settings table's ({d['fisher']} for the MLP)",
     )
     demo.add_argument(
-        "--fisher-samples", type=_positive(int), default=d["fisher_samples"],
-        help="training samples per task kept for its Fisher",
+        "--fisher-samples", type=_positive(int), default=None,
+        help="training samples per task kept for its Fisher (default: the settings table's, "
+        f"{d['fisher_samples']} for the MLP)",
     )
     demo.add_argument(
         "--tasks", type=_tasks, default=d["tasks"],
@@ -181,9 +184,10 @@ def _parser() -> argparse.ArgumentParser:
         "(the table then goes to standard error)",
     )
     demo.add_argument(
-        "--threads", type=_positive(int), default=None,
-        help="torch CPU threads (default: torch's choice, one per core); on a CPU shared with "
-        "other jobs 1 can be several times faster",
+        "--threads", type=_positive(int), default=1,
+        help="torch CPU threads; 1 by default: on a 2-core machine shared with other jobs the "
+        "demo took 27 s with 1 thread and 207 s with 2 (benchmarks/RESULTS.md section 8); "
+        "more threads can help on an idle machine with many cores",
     )
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     demo.add_argument(
@@ -300,9 +304,9 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
     row = defaults(args.tasks, args.model, method)
     epochs_a = row.epochs if args.epochs is None else args.epochs
     epochs = [epochs_a] + [args.epochs_b or epochs_a] * (len(tasks) - 1)
-    total = sum(steps_for(t, e, args.batch_size) for t, e in zip(tasks, epochs, strict=True))
     lam = row.lam if args.lam is None else args.lam
     lr = row.lr if args.lr is None else args.lr
+    batch_size = row.batch_size if args.batch_size is None else args.batch_size
     if not args.quiet:
         print(
             f"{' -> '.join(t.name for t in tasks)} | {args.model} | lr {lr:g} | "
@@ -310,6 +314,7 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
             f"epochs {'/'.join(f'{e:g}' for e in epochs)}",
             file=sys.stderr,
         )
+    total = sum(steps_for(t, e, batch_size) for t, e in zip(tasks, epochs, strict=True))
     bar = tqdm(total=total, unit="step", file=sys.stderr, disable=args.quiet, leave=False)
 
     def progress(point: Point) -> None:
@@ -322,7 +327,7 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
         history = run_sequence(
             tasks, model=args.model, method=method, lam=lam, epochs=epochs,
             fisher=args.fisher, fisher_samples=args.fisher_samples, seed=args.seed,
-            callback=progress, width=args.width, lr=lr, batch_size=args.batch_size,
+            callback=progress, width=args.width, lr=lr, batch_size=batch_size,
             cache=cache,
         )
     except KeyboardInterrupt:
@@ -397,8 +402,6 @@ def main(argv: Sequence[str] | None = None, *, cache: TaskACache | None = None) 
     parser = _parser()
     args = parser.parse_args(argv)
     _log_to_stderr(args.verbose)
-    if args.threads is None:
-        return _demo(args, parser, cache)
     import torch
 
     threads = torch.get_num_threads()

@@ -338,8 +338,8 @@ def run_sequence(
     method: str = DEFAULTS["method"],
     lam: float | None = None,
     epochs: float | Sequence[float] | None = None,
-    fisher: str = DEFAULTS["fisher"],
-    fisher_samples: int = DEFAULTS["fisher_samples"],
+    fisher: str | None = None,
+    fisher_samples: int | None = None,
     seed: int = DEFAULTS["seed"],
     callback: Callable[[Point], None] | None = None,
     stop: Callable[[], bool] | None = None,
@@ -347,7 +347,7 @@ def run_sequence(
     width: float | None = None,
     lr: float | None = None,
     optimizer: str | None = None,
-    batch_size: int = DEFAULTS["batch_size"],
+    batch_size: int | None = None,
     gamma: float = DEFAULTS["gamma"],
     eval_every: int | None = None,
     eval_samples: int | None = None,
@@ -371,16 +371,16 @@ def run_sequence(
         ``"online-ewc"``: one running term decayed by ``gamma`` (Schwarz et al. 2018).
     lam : float, optional
         EWC strength λ, penalty = λ/2 Σ F_i (θ_i - θ*_i)²; ignored (0) for ``"sgd"``.
-        Default (like ``epochs``, ``width``, ``lr`` and ``optimizer``): the row of
+        Default (like every setting below given as None): the row of
         :func:`ewclab.settings.defaults` for this scenario, model and method (a callable
         ``model`` uses the MLP's row). A λ that the stability bound predicts will make
         SGD diverge is refused after the task that makes it so, before the next one trains
         (see :meth:`~ewclab.learner.Learner.check_stability`).
     epochs : float or sequence of float, optional
         Passes over each task's training set: one number for all tasks or one per task.
-    fisher : {"empirical", "exact", "sampled"}
+    fisher : {"empirical", "exact", "sampled"}, optional
         Fisher kind (see :func:`ewclab.fisher.fisher_diagonal`).
-    fisher_samples : int
+    fisher_samples : int, optional
         Training samples of each task kept to compute its Fisher.
     seed : int
         In [0, 2**64); seeds the model's initialisation, every task's batch order and
@@ -392,8 +392,8 @@ def run_sequence(
         Polled before each step; True ends the run after the step in progress. The
         returned history then ends at that step and the unfinished rows of its
         accuracy matrix stay NaN.
-    width, lr, optimizer, batch_size
-        Model and training settings (see ``lam`` for the first three's defaults).
+    width, lr, optimizer, batch_size : optional
+        Model and training settings (default: see ``lam``).
     gamma : float
         Decay of the online-EWC term.
     eval_every, eval_samples
@@ -429,6 +429,9 @@ def run_sequence(
     epochs = row.epochs if epochs is None else epochs
     lr = row.lr if lr is None else lr
     optimizer = row.optimizer if optimizer is None else optimizer
+    batch_size = row.batch_size if batch_size is None else batch_size
+    fisher = row.fisher if fisher is None else fisher
+    fisher_samples = row.fisher_samples if fisher_samples is None else fisher_samples
     if width is None and isinstance(model, str):
         width = row.width
     if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not 0 <= lam < math.inf:
