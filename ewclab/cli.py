@@ -1,4 +1,4 @@
-"""``ewclab demo``: the seed's ``demo.py -e 50 [--ewc]`` as a command.
+"""``ewclab demo``: the original notes' ``demo.py -e 50 [--ewc]`` as a command.
 
 Train task A (MNIST), then task B (Fashion-MNIST), and print how task A's accuracy fares:
 it collapses with plain training and survives with ``--ewc``.
@@ -106,8 +106,9 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Train task A (MNIST) then task B (Fashion-MNIST) on the bundled data and print "
             "task A's accuracy after A and after B, and task B's after B. Without --ewc task "
-            "A is forgotten; with --ewc it is kept. Replaces the seed's "
-            "'python3 demo.py -e 50 [--ewc]'."
+            "A is forgotten; with --ewc it is kept. Other --tasks sequences, --model networks "
+            "and --method penalties work at their own defaults. Replaces "
+            "'python3 demo.py -e 50 [--ewc]' of the notes this lab grew from."
         ),
         epilog="λ, lr, epochs and width default to the row of ewclab.settings for --tasks, "
         "--model and the method. Exit status: 0 done; 2 usage error (before any training); "
@@ -121,8 +122,8 @@ def _parser() -> argparse.ArgumentParser:
         "-e", "--epochs", type=_positive(float), default=None,
         help=f"passes over each task's training set (default {d['epochs']} for the "
         "mnist->fashion MLP; every --tasks/--model has its own in ewclab.settings; the "
-        "notebooks' epoch sliders mean the same; the seed's demo.py used -e loosely for "
-        "partial_fit iterations)",
+        "notebooks' epoch sliders mean the same; the original notes' demo.py used -e loosely "
+        "for partial_fit iterations)",
     )
     demo.add_argument(
         "--epochs-b", type=_positive(float), default=None,
@@ -176,7 +177,10 @@ def _parser() -> argparse.ArgumentParser:
         "--full-data", metavar="ROOT", default=None,
         help="use the full 60k/10k datasets found under ROOT instead of the bundled subsets",
     )
-    demo.add_argument("--seed", type=_seed, default=d["seed"], help="random seed")
+    demo.add_argument(
+        "--seed", type=_seed, default=d["seed"],
+        help="random seed of the weights, the batch order and the sampled Fisher",
+    )
     demo.add_argument("--plot", metavar="PNG", help="save the accuracy curves to this file")
     demo.add_argument(
         "--json", metavar="JSON",
