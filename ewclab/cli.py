@@ -313,7 +313,7 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
     batch_size = row.batch_size if args.batch_size is None else args.batch_size
     if not args.quiet:
         print(
-            f"{' -> '.join(t.name for t in tasks)} | {args.model} | lr {lr:g} | "
+            f"{' -> '.join(t.name for t in tasks)} | {args.model} | "
             f"{method}" + ("" if method == "sgd" else f", λ = {lam:g}") + " | "
             f"epochs {'/'.join(f'{e:g}' for e in epochs)}",
             file=sys.stderr,
