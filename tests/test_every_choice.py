@@ -117,6 +117,16 @@ def test_every_choice_runs_at_its_defaults(kind, model):
         _lesson(kind, runs)
 
 
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("kind", SCENARIO_KINDS)
+def test_every_offered_row_says_how_it_was_chosen(kind, model):
+    """No offered choice falls back to an unmeasured λ: each row has its own reason."""
+    for method in METHODS:
+        if method != "sgd":
+            s = defaults(SPECS[kind], model, method)
+            assert s.why and s.why != "not measured yet", f"{kind}, {model}, {method}: {s}"
+
+
 def test_the_test_can_fail():
     """λ 2000 on fashion->mnist (the old one-size default) is refused by the stability
     check, which this file's runs would report as a failure."""
