@@ -186,3 +186,15 @@ def test_kernels_get_one_torch_thread_and_idle_ones_are_culled(server) -> None:
 def test_make_lab_allows_root_only_as_root() -> None:
     done = subprocess.run(_make("-n", "lab"), capture_output=True, text=True, check=True)
     assert ("--allow-root" in done.stdout) == (os.geteuid() == 0), done.stdout
+
+
+def test_make_lab_fresh_recopies_and_keeps_the_old_copy(tmp_path: Path) -> None:
+    copy = tmp_path / "lessons"
+    subprocess.run(_make("lab-fresh", f"LAB_NOTEBOOKS={copy}"), capture_output=True, check=True)
+    lesson = copy / "01_catastrophic_forgetting.ipynb"
+    committed = (ROOT / "notebooks" / lesson.name).read_bytes()
+    assert lesson.read_bytes() == committed
+    lesson.write_text("a student's edits")
+    subprocess.run(_make("lab-fresh", f"LAB_NOTEBOOKS={copy}"), capture_output=True, check=True)
+    assert lesson.read_bytes() == committed
+    assert (tmp_path / "lessons.old" / lesson.name).read_text() == "a student's edits"
