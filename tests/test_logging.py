@@ -179,7 +179,7 @@ def test_evaluation_points_are_logged_at_debug(caplog):
     with caplog.at_level(logging.DEBUG, logger="ewclab"):
         history = run_sequence(tasks, "mlp", "sgd", epochs=1, fisher_samples=64, width=16,
                                eval_every=1)
-    points = [m for m in _messages(caplog, "ewclab.experiment", logging.DEBUG)
+    points = [m for m in _messages(caplog, "ewclab.training", logging.DEBUG)
               if m.startswith("step ")]
     assert len(points) == len(history.steps) - 1  # all but the evaluation before training
     step, mnist, fashion = history.steps[-1], *(history.accuracy[t][-1] for t in history.tasks)
