@@ -28,7 +28,8 @@ sys.path.insert(0, str(HERE.parent))
 
 RESULTS = HERE / "RESULTS.md"
 #: The benchmarks in report order (any other bench_*.py found is run after these).
-EXPECTED = ["step", "fisher", "demo", "roofline", "memory", "defaults", "threads", "lessons"]
+EXPECTED = ["step", "fisher", "demo", "roofline", "memory", "defaults", "threads", "lessons",
+            "models"]
 GRID_START, GRID_END = "<!-- grid:start -->", "<!-- grid:end -->"
 
 
