@@ -36,7 +36,7 @@ SPECS = {"mnist->fashion": "mnist->fashion", "fashion->mnist": "fashion->mnist",
          "permuted": "permuted:3", "split": "split"}
 #: Per model: training and test images kept per task, Fisher samples, epochs (None: the
 #: table's); see the module docstring.
-REDUCED = {"testnet": (2000, 300, 200, None), "alexnet": (320, 200, 100, 1)}
+REDUCED = {"testnet": (2000, 300, 200, None), "alexnet": (960, 200, 100, 1)}
 #: Evaluate only when a task ends: far more steps than any task has here.
 EVAL_EVERY = 10**6
 #: A task counts as learned when its accuracy right after training is chance + this.
