@@ -33,6 +33,7 @@ CPU_TORCH = [
 ]
 #: What identifies each Python example; each has a test below that runs it.
 API, DATA = "model.consolidate(", "task = load_task("
+SETTINGS, BOUNDED = "from ewclab.settings import defaults", "epochs=1):"
 
 
 def _blocks(language: str) -> list[str]:
@@ -68,7 +69,8 @@ def _python(code: str, tmp_path: Path) -> str:
 
 def test_every_python_example_is_run_here() -> None:
     blocks = _blocks("python")
-    assert len(blocks) == 2 and all(_example(marker) in blocks for marker in (API, DATA))
+    markers = (API, DATA, SETTINGS, BOUNDED)
+    assert len(blocks) == len(markers) and all(_example(m) in blocks for m in markers)
 
 
 def test_every_shell_command_is_run_here_or_a_make_target() -> None:
@@ -140,6 +142,26 @@ def test_api_example_runs(tmp_path: Path) -> None:
 def test_data_example_runs(tmp_path: Path) -> None:
     out = _python(_example(DATA), tmp_path)
     assert out.strip() == "(4000, 28, 28) uint8 int64"
+
+
+def test_settings_example_prints_the_table_row(tmp_path: Path) -> None:
+    from ewclab.settings import defaults
+
+    code = _example(SETTINGS)
+    printed = re.search(r"print\(s\.lam, s\.lr, s\.epochs\)  # (.+)", code).group(1)
+    first, why = _python(code, tmp_path).splitlines()
+    row = defaults("fashion->mnist", "mlp", "ewc")
+    assert first == printed == f"{row.lam} {row.lr} {row.epochs}"
+    assert why == row.why
+    assert f"Fashion-MNIST → MNIST needs {row.lam:g}" in README
+
+
+def test_bounded_batchify_example_ends_after_one_epoch(tmp_path: Path) -> None:
+    code = _example(BOUNDED)
+    assert "63 batches" in code  # ceil(4000 / 64)
+    (line,) = _python(code, tmp_path).splitlines()
+    accuracy = float(re.fullmatch(r"mnist after one epoch: (\d{1,3}\.\d)%", line).group(1))
+    assert accuracy > 50, line  # one pass of the MLP learns MNIST well past chance
 
 
 def test_demo_output_matches_the_defaults() -> None:
