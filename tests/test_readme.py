@@ -165,12 +165,26 @@ def test_bounded_batchify_example_ends_after_one_epoch(tmp_path: Path) -> None:
 
 
 def test_demo_output_matches_the_defaults() -> None:
-    """The pasted ``make demo`` output was made with today's DEFAULTS (λ, epochs, model)."""
+    """The pasted ``make demo`` output is stdout's (tables, no settings line) and the
+    settings lines quoted beside it are today's DEFAULTS (λ, epochs, model)."""
     (output,) = [b for b in _blocks("text") if "task A (mnist) after B" in b]
+    assert " | " not in output, "the settings line goes to stderr, not into the stdout block"
+    assert output.count("test accuracy") == 2
     epochs = f"epochs {DEFAULTS['epochs']}/{DEFAULTS['epochs']}"
     tasks = " -> ".join(("mnist", "fashion-mnist"))
-    assert f"{tasks} | {DEFAULTS['model']} | sgd | {epochs}" in output
-    assert f"{tasks} | {DEFAULTS['model']} | ewc, λ = {DEFAULTS['lam']:g} | {epochs}" in output
+    assert f"`{tasks} | {DEFAULTS['model']} | sgd | {epochs}`" in README
+    assert f"`{tasks} | {DEFAULTS['model']} | ewc, λ = {DEFAULTS['lam']:g} | {epochs}`" in README
+
+
+def test_demo_settings_line_goes_to_stderr_and_the_table_to_stdout() -> None:
+    tiny = ["--epochs", "0.05", "--fisher-samples", "50", "--seed", "0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "ewclab", "demo", *tiny], cwd=ROOT, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("test accuracy\n") and " | " not in done.stdout
+    assert "mnist -> fashion-mnist | mlp | sgd | epochs 0.05/0.05" in done.stderr
 
 
 def test_stated_default_lambda_is_the_package_default() -> None:
