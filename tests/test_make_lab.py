@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from proctree import descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix)  # the venv running the tests is the one `make` would build
@@ -40,23 +41,6 @@ def _make(*args: str, **env: str) -> list[str]:
     """``make`` on this repo with this venv; its install step is assumed done (``-o``)."""
     return ["make", "--no-print-directory", "-C", str(ROOT), "-o", f"{VENV}/.lab-installed",
             f"VENV={VENV}", *args]  # fmt: skip
-
-
-def _children(pid: int) -> list[int]:
-    """Every live descendant of ``pid``."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        kids = [child for child, ppid in parents.items() if ppid == parent]
-        found += kids
-        frontier += kids
-    return found
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -97,7 +81,7 @@ class Server:
         raise TimeoutError(f"make lab not serving after {START_S:.0f} s:\n{self.log.read_text()}")
 
     def stop(self) -> None:
-        pids = _children(self.process.pid)
+        pids = descendants(self.process.pid)
         try:
             self.get("api/shutdown", method="POST")
             self.process.wait(timeout=STOP_S)
@@ -172,8 +156,8 @@ def test_kernels_get_one_torch_thread_and_idle_ones_are_culled(server) -> None:
     }  # a kernel as opening a lesson starts it
     session = lab.get("api/sessions", method="POST", body=lesson)
     try:
-        pids = [p for p in _children(lab.process.pid) if "ipykernel" in _cmdline(p)]
-        assert len(pids) == 1, [_cmdline(p) for p in _children(lab.process.pid)]
+        pids = [p for p in descendants(lab.process.pid) if "ipykernel" in _cmdline(p)]
+        assert len(pids) == 1, [_cmdline(p) for p in descendants(lab.process.pid)]
         env = _environ(pids[0])
         assert env.get("OMP_NUM_THREADS") == "1" and env.get("MKL_NUM_THREADS") == "1"
         assert Path(os.readlink(f"/proc/{pids[0]}/cwd")) == lessons

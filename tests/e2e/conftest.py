@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from proctree import descendants
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("EWCLAB_CHROMIUM", "/usr/bin/chromium")
@@ -110,24 +111,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (Linux /proc; kernels run in their own session)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, ppid in parents.items() if ppid == parent]
-        found += children
-        frontier += children
-    return found
-
-
 def _kill(pids: list[int]) -> None:
     for pid in pids:
         try:
@@ -138,7 +121,7 @@ def _kill(pids: list[int]) -> None:
 
 def _stop(lab: Lab) -> None:
     """Ask the server to shut down (it stops its kernels), then terminate, then kill."""
-    children = _descendants(lab.process.pid)  # before they are orphaned
+    children = descendants(lab.process.pid)  # before they are orphaned
     try:
         lab.api("shutdown", method="POST")
         lab.process.wait(timeout=SERVER_STOP_S)
@@ -152,7 +135,7 @@ def _stop(lab: Lab) -> None:
             lab.process.wait(timeout=SERVER_STOP_S)
         except subprocess.TimeoutExpired:
             pass
-    _kill(children + _descendants(lab.process.pid))
+    _kill(children + descendants(lab.process.pid))
 
 
 def _wait_ready(lab: Lab, log: Path) -> None:
