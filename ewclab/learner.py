@@ -265,7 +265,7 @@ class Learner(nn.Module):
         """
         X, y = self.prepare_inputs(X, _require_labels(y))
         self._check_ready()
-        with _mode(self, training=True):
+        with _mode(self, training=True), snapshot.global_rng_kept_on_error(self.device):
             return self._step(X, y)
 
     def fit(
@@ -276,9 +276,9 @@ class Learner(nn.Module):
         The shuffling draws from the model's own generator (seeded by ``seed``). A tqdm
         progress bar goes to stderr when ``progress`` is true. All or nothing: if a step
         raises (see :meth:`partial_fit`) or the call is interrupted, the weights, the
-        optimiser state and the generator are put back as they were when ``fit`` began,
-        then the error propagates. That costs one copy of the weights and optimiser
-        state per call, not per step.
+        optimiser state, the model's generator and torch's global one (dropout's) are put
+        back as they were when ``fit`` began, then the error propagates. That costs one
+        copy of the weights and optimiser state per call, not per step.
         """
         epochs = check_int(epochs, "epochs", low=1)
         batch_size = check_int(batch_size, "batch_size", low=1)
@@ -288,7 +288,7 @@ class Learner(nn.Module):
         n = len(X)
         start = self._snapshot(reuse=False)
         try:
-            with _mode(self, training=True), tqdm(
+            with _mode(self, training=True), snapshot.global_rng_kept_on_error(self.device), tqdm(
                 total=epochs * math.ceil(n / batch_size), disable=not progress,
                 file=sys.stderr, desc="fit",
             ) as bar:

@@ -10,6 +10,8 @@ PyTorch API.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,3 +64,22 @@ def restore(snap: Snapshot, optimizer: torch.optim.Optimizer, generator: torch.G
     optimizer.state.update(snap.state)
     generator.set_state(snap.rng)
     return snap.extra
+
+
+@contextmanager
+def global_rng_kept_on_error(device: torch.device) -> Iterator[None]:
+    """Put torch's global generator (and ``device``'s, for CUDA) back if the block raises.
+
+    A training step draws its dropout masks from the global generator before it can know
+    whether the step will be refused; this makes a refused step leave that generator as
+    it found it. Costs one copy of the generator's state (a few kB) per block.
+    """
+    cpu = torch.random.get_rng_state()
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    try:
+        yield
+    except BaseException:
+        torch.random.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, device)
+        raise

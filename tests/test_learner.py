@@ -352,3 +352,18 @@ def test_partial_fit_checks_the_stability_bound_before_each_step():
     _assert_same(_state(model), before)
     model.ewc_lambda = 0.99 * limit
     assert math.isfinite(model.partial_fit(X0, Y0))
+
+
+@pytest.mark.parametrize("call", ["partial_fit", "fit"])
+def test_a_refused_step_of_a_dropout_model_leaves_the_global_rng_alone(call):
+    """TestNet's dropout draws from torch's global generator during the forward pass, before
+    the non-finite loss is seen; the refused call must put that generator back."""
+    model = TestNet(4, seed=0)
+    X, y = _batch()
+    with torch.no_grad():
+        model.classifier[-1].bias[0] = float("inf")  # the loss becomes non-finite
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    with pytest.raises(FloatingPointError, match="the loss is"):
+        getattr(model, call)(X, y)
+    assert torch.equal(torch.random.get_rng_state(), before)
