@@ -166,12 +166,19 @@ def test_largest_seed_runs(capsys):
         ["demo", "--plot", "curves.notaformat"],
     ],
 )
-def test_bad_options_are_usage_errors(argv, capsys):
+def test_bad_options_are_usage_errors(argv, capsys, tmp_path, monkeypatch):
+    """Exit 2 with a usage line, no traceback, and nothing changed: no file written, the
+    shared task-A cache, torch's threads and its global generator as they were."""
+    monkeypatch.chdir(tmp_path)
+    cache, rng, threads = TaskACache(), torch.random.get_rng_state(), torch.get_num_threads()
     with pytest.raises(SystemExit) as exc:
-        main(argv)
+        main(argv, cache=cache)
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "usage:" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == [] and len(cache) == 0 and cache.misses == 0
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert torch.get_num_threads() == threads
 
 
 @pytest.mark.parametrize("option", ["--json", "--plot"])

@@ -284,8 +284,10 @@ def test_failures_never_pile_up(tasks, monkeypatch):
 )
 def test_bad_settings_are_rejected_naming_the_argument(options, error):
     (name,) = options
+    rng = torch.random.get_rng_state()
     with pytest.raises(error, match=rf"^{name} must be"):
         EWCPlayground(**options)
+    assert torch.equal(torch.random.get_rng_state(), rng)  # nothing drawn, nothing trained
 
 
 def test_lam_slider_range_and_step():
