@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ewclab import snapshot
+from ewclab import persist, snapshot
 from ewclab.buffer import TaskBuffer
 from ewclab.ewc import EWC, MODES, check_lam
 from ewclab.fisher import KINDS
@@ -173,6 +173,12 @@ class Learner(nn.Module):
         self._undo: list[Tensor] | None = None  # the per-step undo buffers, once needed
         self._large_steps = False
         self._last_loss: float | None = None  # the previous accepted step's loss
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Register every subclass with :mod:`ewclab.persist`, so it can be saved and
+        loaded (a user's own learner included)."""
+        super().__init_subclass__(**kwargs)
+        persist.register(cls)
 
     def build(self, **arch: Any) -> InputSpec:
         """Create the layers; return what input the network accepts."""
@@ -396,15 +402,11 @@ class Learner(nn.Module):
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str) -> None:
         """Write weights, optimiser, EWC state and buffer to ``path`` (see ewclab.persist)."""
-        from ewclab import persist  # persist imports the model classes
-
         persist.save(self, path)
 
     @classmethod
     def load(cls, path: str, device: str | torch.device | None = None) -> Learner:
         """Rebuild a model saved with :meth:`save`; ``device`` overrides the saved one."""
-        from ewclab import persist
-
         model = persist.load(path, device=device)
         if not isinstance(model, cls):
             raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")

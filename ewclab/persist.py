@@ -2,6 +2,12 @@
 γ), task buffer and shuffling generator, with the class name and constructor keywords
 so that loading rebuilds the same architecture.
 
+Which classes :func:`load` can rebuild is the registry :data:`CLASSES`: every subclass of
+:class:`ewclab.learner.Learner` registers itself when it is defined (its
+``__init_subclass__`` calls :func:`register`), so a user's own learner saves and loads
+like the built-in ones, provided its class is defined before loading. This module does
+not import the learner or the models: the learner imports it.
+
 The file is a ``torch.save`` of plain data (tensors, numbers, strings, lists, dicts) and
 is read with ``torch.load(weights_only=True)``, which never unpickles arbitrary objects.
 """
@@ -15,20 +21,29 @@ import tempfile
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ewclab.learner import Learner
-from ewclab.models import MLP, AlexNet, TestNet
 from ewclab.validation import check_param_groups
 
 FORMAT = "ewclab.learner"
 VERSION = 1
 
-#: The classes ``load`` can rebuild, by name.
-CLASSES: dict[str, type[Learner]] = {c.__name__: c for c in (AlexNet, TestNet, MLP)}
+#: The classes ``load`` can rebuild, by class name (filled by :func:`register`).
+CLASSES: dict[str, type[nn.Module]] = {}
 
 
-def save(model: Learner, path: str | os.PathLike) -> None:
+def register(cls: type[nn.Module]) -> type[nn.Module]:
+    """Let :func:`save` write and :func:`load` rebuild instances of ``cls``.
+
+    Called for every subclass of :class:`ewclab.learner.Learner` as it is defined. A
+    class defined again under the same name (a notebook cell run twice) replaces the
+    earlier one. Returns ``cls``.
+    """
+    CLASSES[cls.__name__] = cls
+    return cls
+
+
+def save(model: nn.Module, path: str | os.PathLike) -> None:
     """Write ``model`` to ``path`` atomically.
 
     The file is written to a temporary file in the same folder, flushed to disk, then
@@ -38,12 +53,17 @@ def save(model: Learner, path: str | os.PathLike) -> None:
     Raises
     ------
     TypeError
-        ``model`` is not one of the classes :func:`load` can rebuild.
+        ``model``'s class is not the one registered under its name in :data:`CLASSES`.
     OSError
         The file could not be written; the message names ``path``.
     """
-    if type(model).__name__ not in CLASSES:
-        raise TypeError(f"can save {sorted(CLASSES)}, got {type(model).__name__}")
+    name = type(model).__name__
+    if CLASSES.get(name) is not type(model):
+        raise TypeError(
+            f"model must be an instance of a registered learner class (a subclass of "
+            f"ewclab.learner.Learner, as last defined), got {name} "
+            f"({'redefined since' if name in CLASSES else 'not registered'})"
+        )
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -89,7 +109,7 @@ def _write_atomically(payload: dict[str, Any], path: str) -> None:
         raise
 
 
-def load(path: str | os.PathLike, device: str | torch.device | None = None) -> Learner:
+def load(path: str | os.PathLike, device: str | torch.device | None = None) -> nn.Module:
     """Rebuild the learner saved at ``path`` (of the class it was saved as).
 
     Everything in the file is checked before the model is built: the class and every
@@ -132,8 +152,14 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None) -> L
         raise ValueError(f"{os.fspath(path)!r} holds an invalid ewclab model: {exc}") from exc
 
 
-def _rebuild(payload: dict[str, Any], device: str | torch.device | None) -> Learner:
-    cls = CLASSES[payload["class"]]
+def _rebuild(payload: dict[str, Any], device: str | torch.device | None) -> nn.Module:
+    name = payload["class"]
+    if name not in CLASSES:
+        raise ValueError(
+            f"it holds a {name!r}, a class not defined in this session (known: "
+            f"{sorted(CLASSES)}); define or import that Learner subclass first"
+        )
+    cls = CLASSES[name]
     config = payload["config"]
     if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
         raise TypeError(f"config must be a dict of settings, got {config!r:.100}")
@@ -165,7 +191,7 @@ def _check_weights(weights: Any, expected: dict[str, Tensor]) -> None:
             raise ValueError(f"weight {name!r} holds NaN or inf values")
 
 
-def _check_optimizer(state: Any, shapes: Learner) -> None:
+def _check_optimizer(state: Any, shapes: Any) -> None:
     """Settings in range (same checks as the learner's) and per-parameter state tensors
     of their parameter's shape (or scalars, like Adam's step count), all finite."""
     params = shapes._params

@@ -203,3 +203,55 @@ def test_save_replaces_the_file_and_keeps_its_permissions(tmp_path):
     MLP(num_classes=4, hidden=(16,), device="cpu", seed=1).save(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640 and _files(tmp_path) == ["model.pt"]
     assert persist.load(path).config["hidden"] == (16,)
+
+
+def test_a_users_own_learner_saves_and_loads(tmp_path):
+    """Any Learner subclass registers itself, so save/load know it without a list."""
+    from torch import nn
+
+    from ewclab.learner import Learner
+    from ewclab.validation import InputSpec
+
+    class TinyNet(Learner):
+        def __init__(self, num_classes: int = 4, **options):
+            super().__init__(dict(num_classes=num_classes), **options)
+
+        def build(self, num_classes: int) -> InputSpec:
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, num_classes))
+            return InputSpec(num_classes=num_classes, features=784)
+
+        def forward(self, x):
+            return self.net(x)
+
+    assert persist.CLASSES["TinyNet"] is TinyNet
+    model = _trained(TinyNet(seed=0, device="cpu"))
+    path = tmp_path / "tiny.pt"
+    model.save(path)
+    again = TinyNet.load(path)
+    assert type(again) is TinyNet
+    _assert_same(_state(again), _state(model))
+    with pytest.raises(ValueError, match="holds a TinyNet, not a MLP"):
+        MLP.load(path)
+
+
+def test_a_class_unknown_here_or_redefined_is_refused_clearly(tmp_path):
+    model = MLP(hidden=(4,), seed=0, device="cpu")
+    path = tmp_path / "m.pt"
+    model.save(path)
+    payload = torch.load(path, weights_only=True)
+    payload["class"] = "NoSuchNet"
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="'NoSuchNet', a class not defined in this session"):
+        persist.load(path)
+
+    class Stale(MLP):
+        pass
+
+    stale = Stale(hidden=(4,), seed=0, device="cpu")
+
+    class Stale(MLP):  # noqa: F811 - the same cell run again defines a new class
+        pass
+
+    with pytest.raises(TypeError, match="got Stale \\(redefined since\\)"):
+        stale.save(tmp_path / "stale.pt")
+    assert not (tmp_path / "stale.pt").exists()
