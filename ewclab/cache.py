@@ -8,7 +8,6 @@ task A and restore a copy of it: moving the playground's λ slider retrains task
 from __future__ import annotations
 
 import hashlib
-import numbers
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ import torch
 
 from ewclab.data import Task
 from ewclab.learner import Learner
+from ewclab.validation import check_int
 
 __all__ = ["TaskACache", "fingerprint", "key"]
 
@@ -52,11 +52,7 @@ class TaskACache:
     """
 
     def __init__(self, maxsize: int = 4) -> None:
-        if isinstance(maxsize, bool) or not isinstance(maxsize, numbers.Integral):
-            raise TypeError(f"maxsize must be an int, got {type(maxsize).__name__}: {maxsize!r}")
-        if maxsize < 1:
-            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
-        self.maxsize = int(maxsize)
+        self.maxsize = check_int(maxsize, "maxsize", low=1)
         self.hits = 0
         self.misses = 0
         self._entries: OrderedDict[tuple, Entry] = OrderedDict()

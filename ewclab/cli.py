@@ -58,24 +58,6 @@ def _seed(text: str) -> int:
         ) from None
 
 
-def _tasks(text: str) -> str:
-    """A task sequence of at least two tasks (forgetting needs a task after the first)."""
-    spec = text.strip().lower()
-    if spec.startswith("permuted:"):
-        count = spec.split(":", 1)[1]
-        n = int(count) if count.isdigit() else 0
-        if n < 2:
-            raise argparse.ArgumentTypeError(
-                f"expected 'permuted:T' with a whole number T >= 2, got {text!r}"
-            )
-    elif spec != "split" and len(spec.split("->")) < 2:
-        raise argparse.ArgumentTypeError(
-            f"expected a sequence of at least two tasks such as 'mnist->fashion', "
-            f"'fashion->mnist', 'permuted:5' or 'split', got {text!r}"
-        )
-    return text
-
-
 def _non_negative(text: str) -> float:
     try:
         value = float(text)
@@ -169,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
         f"{d['fisher_samples']} for the MLP)",
     )
     demo.add_argument(
-        "--tasks", type=_tasks, default=d["tasks"],
+        "--tasks", default=d["tasks"],
         help="task sequence of two or more tasks: mnist->fashion, fashion->mnist, "
         "permuted:T (T >= 2) or split",
     )
@@ -305,6 +287,11 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
         tasks = get_scenario(args.tasks, source=source, root=args.full_data)
     except (ValueError, FileNotFoundError, TypeError) as err:
         parser.error(f"--tasks {args.tasks}: {err}")
+    if len(tasks) < 2:  # forgetting needs a task after the first
+        parser.error(
+            f"--tasks {args.tasks}: expected a sequence of at least two tasks such as "
+            "'mnist->fashion', 'fashion->mnist', 'permuted:5' or 'split'"
+        )
     row = defaults(args.tasks, args.model, method)
     epochs_a = row.epochs if args.epochs is None else args.epochs
     epochs = [epochs_a] + [args.epochs_b or epochs_a] * (len(tasks) - 1)

@@ -206,7 +206,7 @@ class Learner(nn.Module):
         if not isinstance(self.optimizer, torch.optim.SGD):
             return math.inf
         group = self.optimizer.param_groups[0]
-        return 2 * (1 + group["momentum"]) / group["lr"]
+        return sgd_curvature_limit(group["lr"], group["momentum"])
 
     def check_stability(self) -> None:
         """Raise :class:`DivergenceError` (a ``ValueError``) when λ is too large for SGD.
@@ -411,6 +411,12 @@ class Learner(nn.Module):
         if not isinstance(model, cls):
             raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+
+def sgd_curvature_limit(lr: float, momentum: float) -> float:
+    """2(1 + momentum) / lr: heavy-ball SGD converges on a quadratic of curvature h only
+    while h stays below this (lr · h < 2(1 + momentum))."""
+    return 2 * (1 + momentum) / lr
 
 
 def _max_abs(tensors: list[Tensor]) -> float:

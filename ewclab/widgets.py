@@ -60,6 +60,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
 def _how(s: Mapping) -> str:
     """The method of a run's settings, in words."""
     return f"EWC λ = {s['lam']:.4g}" if s["method"] == "ewc" else "plain SGD (λ = 0)"

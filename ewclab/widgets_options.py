@@ -20,6 +20,7 @@ from ewclab.data import Task
 from ewclab.experiment import TaskACache
 from ewclab.fisher import KINDS
 from ewclab.history import History
+from ewclab.learner import sgd_curvature_limit
 from ewclab.settings import Settings
 from ewclab.validation import check_int, check_option, check_real, check_seed
 
@@ -76,7 +77,7 @@ def largest_stable_lam(max_fisher: float, row: Settings) -> float:
     """
     if row.optimizer != "sgd" or max_fisher <= 0:
         return math.inf
-    return 2 * (1 + row.momentum) / (row.lr * max_fisher)
+    return sgd_curvature_limit(row.lr, row.momentum) / max_fisher
 
 
 def row_epochs(row: Settings) -> int:
