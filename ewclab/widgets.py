@@ -46,9 +46,12 @@ from ewclab.widgets_options import (
     FisherMaxima,
     check_arguments,
     check_tasks,
+    first_line,
     lam_range,
     largest_stable_lam,
     limit_text,
+    method_text,
+    percent_text,
     refusal,
     row_epochs,
 )
@@ -59,21 +62,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def _how(s: Mapping) -> str:
-    """The method of a run's settings, in words."""
-    return f"EWC λ = {s['lam']:.4g}" if s["method"] == "ewc" else "plain SGD (λ = 0)"
-
-
-def _percent(x: float) -> str:
-    return "–" if math.isnan(x) else f"{100 * x:.1f}%"
-
-
-def _first_line(err: BaseException) -> str:
-    """An exception as one line: its message's first line, or its type without a message."""
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 class EWCPlayground:
@@ -366,7 +354,8 @@ class EWCPlayground:
 
     @staticmethod
     def _describe(s: Mapping) -> str:
-        return f"{s['pair']}, {s['model']}, epochs {s['epochs_a']}+{s['epochs_b']}, {_how(s)}"
+        epochs = f"epochs {s['epochs_a']}+{s['epochs_b']}"
+        return f"{s['pair']}, {s['model']}, {epochs}, {method_text(s)}"
 
     def _tasks(self, pair: str) -> list[Task]:
         spec = self._pairs[pair]
@@ -399,7 +388,7 @@ class EWCPlayground:
         if isinstance(err, ValueError) and limit is not None and s["lam"] >= limit:
             self.result.value = html.escape(refusal(s["lam"], limit, run))
         else:
-            self.result.value = html.escape(f"Run {run} failed: {_first_line(err)}")
+            self.result.value = html.escape(f"Run {run} failed: {first_line(err)}")
 
     def _train(self, run: int, s: Mapping) -> None:
         tasks = self._tasks(s["pair"])
@@ -458,8 +447,9 @@ class EWCPlayground:
         }
         self.results.append(row)
         self.result.value = (
-            f"<b>Run {run}</b> ({html.escape(_how(s))}): task A ({html.escape(a)}) "
-            f"{_percent(row['acc_a_before'])} → <b>{_percent(row['acc_a_after'])}</b> after "
-            f"learning task B ({html.escape(b)}: <b>{_percent(row['acc_b'])}</b>)"
+            f"<b>Run {run}</b> ({html.escape(method_text(s))}): task A ({html.escape(a)}) "
+            f"{percent_text(row['acc_a_before'])} → "
+            f"<b>{percent_text(row['acc_a_after'])}</b> after "
+            f"learning task B ({html.escape(b)}: <b>{percent_text(row['acc_b'])}</b>)"
         )
 

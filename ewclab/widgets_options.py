@@ -26,8 +26,8 @@ from ewclab.validation import check_int, check_option, check_real, check_seed
 
 __all__ = [
     "FISHER_SAMPLES", "LAM_HEADROOM", "LAM_STEP", "MAX_EPOCHS", "MODEL_CHOICES", "SOURCES",
-    "TASK_PAIRS", "FisherMaxima", "check_arguments", "check_tasks", "lam_range",
-    "largest_stable_lam", "limit_text", "refusal", "row_epochs",
+    "TASK_PAIRS", "FisherMaxima", "check_arguments", "check_tasks", "first_line", "lam_range",
+    "largest_stable_lam", "limit_text", "method_text", "percent_text", "refusal", "row_epochs",
 ]
 
 #: Task pairs offered by the playground (scenario names of :func:`ewclab.scenarios.get_scenario`).
@@ -83,6 +83,22 @@ def largest_stable_lam(max_fisher: float, row: Settings) -> float:
 def row_epochs(row: Settings) -> int:
     """A row's epochs as an epoch slider can hold them: a whole number in [1, MAX_EPOCHS]."""
     return min(MAX_EPOCHS, max(1, round(row.epochs)))
+
+
+def method_text(s: Mapping[str, Any]) -> str:
+    """A run's method in words: ``"EWC λ = 2000"`` or ``"plain SGD (λ = 0)"``."""
+    return f"EWC λ = {s['lam']:.4g}" if s["method"] == "ewc" else "plain SGD (λ = 0)"
+
+
+def percent_text(x: float) -> str:
+    """An accuracy fraction as a percentage, ``"–"`` for NaN (not measured)."""
+    return "–" if math.isnan(x) else f"{100 * x:.1f}%"
+
+
+def first_line(err: BaseException) -> str:
+    """An exception as one line: its message's first line, or its type without a message."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def limit_text(lam: float, limit: float | None) -> str:
