@@ -1,0 +1,103 @@
+"""The 2-D toy's picture: both tasks' loss contours and the descent paths."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from ewclab.plots.style import METHOD_COLOURS, METHOD_LABELS, OKABE_ITO, WIDTH, new_figure
+
+
+def plot_toy(
+    task_a,
+    task_b,
+    paths: Mapping[str, np.ndarray],
+    lam: float | None = None,
+    fig: Figure | None = None,
+) -> Figure:
+    """Both tasks' loss contours, their optima and the descent paths of ``ewclab.toy``.
+
+    Parameters
+    ----------
+    task_a, task_b : ewclab.toy.Quadratic
+        Objects with ``optimum`` (shape (2,)) and ``loss(theta)`` for ``(..., 2)`` arrays.
+    paths : dict of str to array of shape (steps + 1, 2)
+        From :func:`ewclab.toy.descent_paths`; keys among "sgd", "l2", "ewc".
+    lam : float, optional
+        λ used for the paths, shown in the title.
+    fig : Figure, optional
+        Redraw into this figure (for a slider).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    unknown = set(paths) - set(METHOD_LABELS)
+    if unknown:
+        raise ValueError(f"paths keys must be among {list(METHOD_LABELS)}, got {sorted(unknown)}")
+    opt_a, opt_b = np.asarray(task_a.optimum, float), np.asarray(task_b.optimum, float)
+    points = np.vstack([opt_a, opt_b, *[np.asarray(p, float) for p in paths.values()]])
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    centre, half = (lo + hi) / 2, 0.65 * max(hi - lo) + 0.5
+    xlim, ylim = (centre[0] - half, centre[0] + half), (centre[1] - half, centre[1] + half)
+    t1, t2 = np.meshgrid(np.linspace(*xlim, 161), np.linspace(*ylim, 161))
+    grid = np.stack([t1, t2], axis=-1)
+    fig = new_figure((WIDTH * 0.8, 6.2), fig)
+    ax = fig.add_subplot()
+    for task, other, colour, style in (
+        (task_a, opt_b, OKABE_ITO["blue"], "solid"),
+        (task_b, opt_a, OKABE_ITO["reddish_purple"], "dashed"),
+    ):
+        top = max(float(task.loss(other)), 1e-3)
+        ax.contour(
+            t1,
+            t2,
+            task.loss(grid),
+            levels=top * 2.0 ** np.arange(-5, 1),
+            colors=colour,
+            linestyles=style,
+            linewidths=1.1,
+        )
+    order = [m for m in ("sgd", "l2", "ewc") if m in paths]
+    for rank, method in enumerate(order):  # wider lines underneath: coinciding paths stay visible
+        p = np.asarray(paths[method], float)
+        end = p[-1]
+        label = (
+            f"{METHOD_LABELS[method]}: $L_A$ = {float(task_a.loss(end)):.2f}, "
+            f"$L_B$ = {float(task_b.loss(end)):.2f}"
+        )
+        ax.plot(
+            p[:, 0],
+            p[:, 1],
+            color=METHOD_COLOURS[method],
+            lw=5.5 - 1.7 * rank,
+            label=label,
+            solid_capstyle="round",
+        )
+        ax.plot(*end, "o", color=METHOD_COLOURS[method], ms=10 - 2 * rank, mec="white")
+    for opt, colour, text in (
+        (opt_a, OKABE_ITO["blue"], r"$\theta^*_A$"),
+        (opt_b, OKABE_ITO["reddish_purple"], r"$\theta^*_B$"),
+    ):
+        ax.plot(*opt, "*", color=colour, ms=16, mec="black", mew=0.6, zorder=5)
+        ax.annotate(
+            text, opt, xytext=(10, -20), textcoords="offset points", fontsize=13, color=colour
+        )
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [
+        Line2D([], [], color=OKABE_ITO["blue"], lw=1.1),
+        Line2D([], [], color=OKABE_ITO["reddish_purple"], lw=1.1, ls="dashed"),
+    ]
+    labels += ["task A loss contours", "task B loss contours"]
+    ax.legend(handles, labels, loc="upper left", fontsize=9, framealpha=0.92)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_aspect("equal")
+    ax.set_xlabel(r"parameter $\theta_1$")
+    ax.set_ylabel(r"parameter $\theta_2$")
+    suffix = f" (λ = {lam:g})" if lam is not None else ""
+    ax.set_title(f"Training on task B, starting from task A's optimum{suffix}")
+    return fig
