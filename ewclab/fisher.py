@@ -50,7 +50,7 @@ def fisher_diagonal(
     model: nn.Module,
     X: Any,
     y: Any = None,
-    kind: str = "empirical",
+    kind: str = "exact",
     batch_size: int = 256,
     generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
@@ -65,8 +65,10 @@ def fisher_diagonal(
         accepts), with at least one sample.
     y : array-like or Tensor, optional
         True labels (N,); required for ``kind="empirical"``, ignored otherwise.
-    kind : {"empirical", "exact", "sampled"}
-        Which label distribution the squared gradients are averaged over (see module docstring).
+    kind : {"exact", "empirical", "sampled"}, default "exact"
+        Which label distribution the squared gradients are averaged over (see module
+        docstring). The default is the Fisher of Kirkpatrick et al. and of the lab's settings
+        (``ewclab.settings``, used by the CLI, the widgets and the lessons).
     batch_size : int
         Samples per batched pass; changes speed and memory, not the result.
     generator : torch.Generator, optional
@@ -105,7 +107,7 @@ def fisher_diagonal_reference(
     model: nn.Module,
     X: Any,
     y: Any = None,
-    kind: str = "empirical",
+    kind: str = "exact",
     generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
     """Readable per-sample definition of :func:`fisher_diagonal` (same arguments and result).

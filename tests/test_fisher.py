@@ -175,14 +175,14 @@ def test_sampled_is_an_unbiased_estimate_of_exact() -> None:
 
 def test_mean_of_squares_is_not_the_square_of_the_batch_mean() -> None:
     layer, X, y = linear_problem(64)
-    fisher = fisher_diagonal(layer, X, y)
+    fisher = fisher_diagonal(layer, X, y, kind="empirical")
     log_likelihood = torch.log_softmax(layer(torch.as_tensor(X)), -1)[np.arange(64), y].mean()
     mean_grad = torch.autograd.grad(log_likelihood, [layer.weight, layer.bias])
     square_of_mean = sum(float((g**2).sum()) for g in mean_grad)
     mean_of_squares = sum(float(f.sum()) for f in fisher.values())
     assert mean_of_squares > 5 * square_of_mean
     # and a mean, not a sum: the same samples twice give the same Fisher
-    twice = fisher_diagonal(layer, np.concatenate([X, X]), np.concatenate([y, y]))
+    twice = fisher_diagonal(layer, np.concatenate([X, X]), np.concatenate([y, y]), kind="empirical")
     assert rel_err(twice, fisher) <= TOLERANCE
 
 
@@ -309,7 +309,7 @@ def test_bad_input_raises_and_restores_the_mode(name: str, case: str) -> None:
 def test_labels_of_the_wrong_length_raise() -> None:
     model, X, y = make("dropout-mlp", 6)
     with pytest.raises(ValueError, match=r"y must have shape \(6,\)"):
-        fisher_diagonal(model, X, y[:5])
+        fisher_diagonal(model, X, y[:5], kind="empirical")
 
 
 def test_model_without_trainable_parameters_raises() -> None:
@@ -343,7 +343,7 @@ def test_result_is_a_detached_float32_dict_like_named_parameters(kind: str) -> N
 
 def test_float64_model_gives_float32_fisher() -> None:
     layer, X, y = linear_problem()
-    fisher = fisher_diagonal(layer.double(), X, y)
+    fisher = fisher_diagonal(layer.double(), X, y, kind="empirical")
     assert {f.dtype for f in fisher.values()} == {torch.float32}
     assert_matches(fisher, hand_fisher(layer, X, y))
 
