@@ -1,7 +1,18 @@
 import numpy as np
 import pytest
 
-from ewclab.toy import Quadratic, descent_paths, loss_grid, make_tasks, penalty_weights
+from ewclab.toy import (
+    Quadratic,
+    descent_paths,
+    dominating_lams,
+    end_losses,
+    end_point,
+    gaussian_ellipse,
+    loss_grid,
+    make_tasks,
+    penalty_weights,
+    rotated,
+)
 
 
 @pytest.fixture
@@ -98,3 +109,48 @@ def test_loss_grid_matches_pointwise_loss(tasks):
     t1, t2, loss = loss_grid(a, (-1.0, 2.0), (-3.0, 1.0), n=7)
     assert t1.shape == t2.shape == loss.shape == (7, 7)
     assert loss[2, 5] == pytest.approx(a.loss(np.array([t1[2, 5], t2[2, 5]])))
+
+
+# -- lesson 00's trade-off and lesson 02b's Laplace picture ------------------------------------
+def test_end_point_is_where_the_paths_end(tasks):
+    a, b = tasks
+    paths = descent_paths(a, b, 3.0, steps=3000)
+    for method in ("sgd", "l2", "ewc"):
+        np.testing.assert_allclose(end_point(a, b, 3.0, method), paths[method][-1], atol=1e-6)
+
+
+def test_laplace_with_lam_one_is_the_joint_optimum(tasks):
+    a, b = rotated(tasks[0], 30.0), tasks[1]
+    joint = end_point(a, b, 1.0, "laplace")
+    np.testing.assert_allclose(a.grad(joint) + b.grad(joint), 0.0, atol=1e-12)
+    diagonal = end_point(a, b, 1.0, "ewc")  # the diagonal Fisher misses the tilt
+    assert a.loss(diagonal) + b.loss(diagonal) > a.loss(joint) + b.loss(joint) + 0.1
+
+
+def test_rotation_keeps_the_curvatures_and_mixes_the_diagonal(tasks):
+    a = tasks[0]
+    turned = rotated(a, 45.0)
+    np.testing.assert_allclose(np.linalg.eigvalsh(turned.hessian), np.linalg.eigvalsh(a.hessian))
+    np.testing.assert_allclose(turned.fisher(), [2.6, 2.6])  # both axes look alike to a diagonal
+    np.testing.assert_allclose(rotated(a, 0.0).hessian, a.hessian)
+    with pytest.raises(ValueError, match="degrees"):
+        rotated(a, float("inf"))
+
+
+def test_every_l2_lam_is_dominated_by_some_ewc_lam(tasks):
+    l2 = np.logspace(-1, 2, 31)
+    found = dominating_lams(*tasks, l2, np.logspace(-2, 4, 601))
+    assert not np.isnan(found).any()
+    ewc, plain = end_losses(*tasks, found, "ewc"), end_losses(*tasks, l2, "l2")
+    assert (ewc <= plain).all()
+    # and the check can fail: a grid of very weak EWC λ cannot match a stiff L2
+    assert np.isnan(dominating_lams(*tasks, [100.0], [0.01])).all()
+
+
+def test_gaussian_ellipse_is_one_standard_deviation_out():
+    precision = np.array([[3.0, 1.0], [1.0, 2.0]])
+    points = gaussian_ellipse(np.array([1.0, -1.0]), precision, n=50)
+    d = points - [1.0, -1.0]
+    np.testing.assert_allclose(np.einsum("ni,ij,nj->n", d, precision, d), 1.0)
+    with pytest.raises(ValueError):
+        gaussian_ellipse(np.zeros(2), -np.eye(2))
