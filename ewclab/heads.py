@@ -1,0 +1,151 @@
+"""Multi-head networks for task-incremental learning: one output head per task, chosen
+by the task label (van de Ven & Tolias 2019, "Three scenarios for continual learning":
+in the task-incremental scenario the task identity is given at test time, and "the
+standard setup" is a network with a separate output layer for each task).
+
+:class:`MultiHead` takes any registered learner class as its body ("MLP", "TestNet",
+"AlexNet", or a user's own) built with ``heads × classes_per_head`` outputs, and its
+forward returns only the ``classes_per_head`` logits of the current head,
+``logits[:, k·c:(k+1)·c]`` for ``task = k``. Head k's output weights are rows
+k·c … (k+1)·c − 1 of the body's last layer: only the current head's rows (and the shared
+layers below) receive gradients, the other heads' Fisher is zero, and everything the
+learner does (``partial_fit``, ``predict``, ``score``, ``consolidate``, ``save``/``load``)
+works unchanged for the current head. Set the head with ``model.task = k`` (it stays) or
+``with model.use_head(k): ...`` (put back afterwards).
+
+>>> model = MultiHead("MLP", heads=5, classes_per_head=2, seed=0)    # doctest: +SKIP
+>>> model.task = 1; model.partial_fit(X_23, y_01)                     # doctest: +SKIP
+>>> with model.use_head(0): model.score(X_01_test, y_01_test)         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from torch import Tensor
+
+import ewclab.models  # noqa: F401  (registers MLP, TestNet and AlexNet with persist)
+from ewclab import persist
+from ewclab.learner import Learner
+from ewclab.validation import InputSpec, check_int
+
+__all__ = ["MultiHead"]
+
+#: The learner options (everything a Learner's constructor takes besides ``arch``).
+_OPTIONS = frozenset(inspect.signature(Learner.__init__).parameters) - {"self", "arch"}
+
+
+class MultiHead(Learner):
+    """A learner whose body is another learner's network, with one output head per task.
+
+    Parameters
+    ----------
+    base : str, default "MLP"
+        Name of a registered :class:`~ewclab.learner.Learner` subclass whose ``build``
+        takes ``num_classes`` and whose forward returns logits (N, num_classes):
+        ``"MLP"``, ``"TestNet"``, ``"AlexNet"`` or a user's own.
+    heads : int, default 5
+        Number of heads (tasks).
+    classes_per_head : int, default 2
+        Outputs of each head; labels lie in ``[0, classes_per_head)``.
+    base_arch : dict, optional
+        The base's architecture keywords except ``num_classes`` (e.g. ``{"hidden":
+        (400, 400)}``); missing ones take the base's defaults.
+    **options
+        Learner options (``ewc_lambda``, ``optimizer``, ``lr``, ``seed``, ``device``, ...).
+
+    Attributes
+    ----------
+    task : int
+        The head the forward pass uses, in ``[0, heads)``; 0 at first.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An unknown base, bad ``heads``/``classes_per_head``, or ``base_arch`` that the
+        base refuses (checked on a shape-only copy before anything is built).
+
+    Notes
+    -----
+    With ``seed`` given, the weights equal those of ``base(num_classes=heads *
+    classes_per_head, **base_arch, seed=seed)``: the body is built by the base's own
+    ``build`` on this module and runs through the base's own ``forward``.
+    """
+
+    def __init__(
+        self,
+        base: str = "MLP",
+        heads: int = 5,
+        classes_per_head: int = 2,
+        base_arch: Mapping[str, Any] | None = None,
+        **options: Any,
+    ):
+        cls = _base_class(base)
+        heads = check_int(heads, "heads", low=1)
+        classes_per_head = check_int(classes_per_head, "classes_per_head", low=1)
+        if base_arch is None:
+            base_arch = {}
+        if not isinstance(base_arch, Mapping) or not all(isinstance(k, str) for k in base_arch):
+            raise TypeError(f"base_arch must be a dict of architecture keywords, got {base_arch!r}")
+        clash = sorted(set(base_arch) & (_OPTIONS | {"num_classes"}))
+        if clash:
+            raise ValueError(
+                f"base_arch must hold only the base's architecture keywords, not {clash}; "
+                "num_classes is heads * classes_per_head and learner options go to MultiHead"
+            )
+        # a shape-only copy checks the base's keywords and fills in its defaults, allocating
+        # nothing and drawing no random number (seed=0)
+        probe = cls(num_classes=heads * classes_per_head, **base_arch, device="meta", seed=0)
+        full_arch = {k: v for k, v in probe.config.items()
+                     if k not in _OPTIONS and k != "num_classes"}
+        arch = dict(base=cls.__name__, heads=heads, classes_per_head=classes_per_head,
+                    base_arch=full_arch)
+        super().__init__(arch, **options)
+
+    def build(
+        self, base: str, heads: int, classes_per_head: int, base_arch: dict[str, Any]
+    ) -> InputSpec:
+        self._base = _base_class(base)
+        self.heads, self.classes_per_head, self._task = heads, classes_per_head, 0
+        spec = self._base.build(self, num_classes=heads * classes_per_head, **base_arch)
+        return replace(spec, num_classes=classes_per_head)
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits = self._base.forward(self, x)  # (N, heads * classes_per_head)
+        first = self._task * self.classes_per_head
+        return logits[:, first : first + self.classes_per_head]  # (N, classes_per_head)
+
+    @property
+    def task(self) -> int:
+        """The head in use, an int in ``[0, heads)``."""
+        return self._task
+
+    @task.setter
+    def task(self, value: int) -> None:
+        self._task = check_int(value, "task", low=0, high=self.heads - 1)
+
+    @contextmanager
+    def use_head(self, task: int) -> Iterator[MultiHead]:
+        """Use head ``task`` inside the block, then put the previous head back."""
+        before = self._task
+        self.task = task
+        try:
+            yield self
+        finally:
+            self._task = before
+
+
+def _base_class(base: Any) -> type[Learner]:
+    """The registered learner class named ``base`` (not MultiHead itself)."""
+    if not isinstance(base, str):
+        raise TypeError(f"base must be the name of a learner class such as 'MLP', got {base!r}")
+    cls = persist.CLASSES.get(base)
+    if cls is None or not issubclass(cls, Learner) or issubclass(cls, MultiHead):
+        known = sorted(n for n, c in persist.CLASSES.items()
+                       if issubclass(c, Learner) and not issubclass(c, MultiHead))
+        raise ValueError(f"base must be one of {known}, got {base!r}")
+    return cls
