@@ -263,3 +263,58 @@ def test_plot_toy_draws_contours_optima_and_three_paths():
     assert len(fig.axes) == n_axes
     with pytest.raises(ValueError, match="paths"):
         plots.plot_toy(a, b, {"adam": paths["sgd"]})
+
+
+# -- lesson figures: chance line, markers, overlay, masked matrix, Laplace picture ------------
+def test_plot_accuracy_chance_line_and_one_marker_per_task():
+    fig = plots.plot_accuracy(history(), chance=0.1)
+    ax = fig.axes[0]
+    chance = [line for line in ax.get_lines() if line.get_label() == "chance (10 %)"]
+    assert len(chance) == 1 and list(chance[0].get_ydata()) == [10, 10]
+    markers = {line.get_marker() for line in ax.get_lines() if line.get_label().startswith("task")}
+    assert len(markers) == 2  # tasks differ by marker, not only by colour
+    assert not [line for line in plots.plot_accuracy(history()).axes[0].get_lines()
+                if line.get_label().startswith("chance")]
+    with pytest.raises(ValueError, match="chance"):
+        plots.plot_accuracy(history(), chance=10)
+
+
+def test_plot_accuracy_overlay_draws_every_run_and_task():
+    plain, ewc = history(), history()
+    fig = plots.plot_accuracy_overlay({"plain SGD": plain, "EWC": ewc}, chance=0.1)
+    check_figure(fig)
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert {"plain SGD: task A", "plain SGD: task B", "EWC: task A", "EWC: task B"} <= set(labels)
+    styles = {line.get_linestyle() for line in ax.get_lines() if ":" in line.get_label()}
+    assert len(styles) == 2  # one line style per run
+    other = History(["A", "C"], {"method": "sgd"})
+    with pytest.raises(ValueError, match="other tasks"):
+        plots.plot_accuracy_overlay({"a": plain, "b": other})
+    with pytest.raises(ValueError):
+        plots.plot_accuracy_overlay({})
+
+
+def test_plot_accuracy_matrix_masks_untrained_cells():
+    R = np.array([[0.9, 0.1, 0.12], [0.8, 0.9, 0.1], [0.7, 0.8, 0.9]])
+    fig = plots.plot_accuracy_matrix(R, mask_untrained=True)
+    masked = [t.get_text() for t in fig.axes[0].texts]
+    assert masked.count("not\ntrained") == 3 and "10.0" not in masked and "70.0" in masked
+    shown = [t.get_text() for t in plots.plot_accuracy_matrix(R).axes[0].texts]
+    assert "10.0" in shown and "not\ntrained" not in shown
+    with pytest.raises(TypeError, match="mask_untrained"):
+        plots.plot_accuracy_matrix(R, mask_untrained=1)
+
+
+def test_plot_laplace_marks_the_joint_optimum_and_the_diagonal_end():
+    a, b = toy.rotated(toy.make_tasks()[0], 30.0), toy.make_tasks()[1]
+    fig = plots.plot_laplace(a, b, lam=1.0)
+    check_figure(fig)
+    ax = fig.axes[0]
+    joint = toy.end_point(a, b, 1.0, "laplace")
+    stars = [line for line in ax.get_lines() if line.get_marker() == "*"]
+    np.testing.assert_allclose(np.ravel(stars[0].get_xydata()), joint)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    total = float(a.loss(joint) + b.loss(joint))
+    assert f"full-Fisher penalty: $L_A + L_B$ = {total:.2f}" in legend
+    assert plots.plot_laplace(a, b, fig=fig) is fig

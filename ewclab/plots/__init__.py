@@ -10,10 +10,15 @@ matrix, trade-off), :mod:`~ewclab.plots.fisher_maps` (Fisher heatmaps),
 :mod:`~ewclab.plots.toy` (the 2-D toy) and :mod:`~ewclab.plots.style` (palette and sizes).
 """
 
-from ewclab.plots.curves import plot_accuracy, plot_accuracy_matrix, plot_tradeoff
+from ewclab.plots.curves import (
+    plot_accuracy,
+    plot_accuracy_matrix,
+    plot_accuracy_overlay,
+    plot_tradeoff,
+)
 from ewclab.plots.fisher_maps import plot_fisher, plot_fisher_compare, plot_fisher_layer
 from ewclab.plots.style import CMAP, METHOD_COLOURS, METHOD_LABELS, OKABE_ITO, TASK_COLOURS
-from ewclab.plots.toy import plot_toy
+from ewclab.plots.toy import plot_laplace, plot_toy
 
 __all__ = [
     "CMAP",
@@ -23,9 +28,11 @@ __all__ = [
     "TASK_COLOURS",
     "plot_accuracy",
     "plot_accuracy_matrix",
+    "plot_accuracy_overlay",
     "plot_fisher",
     "plot_fisher_compare",
     "plot_fisher_layer",
+    "plot_laplace",
     "plot_toy",
     "plot_tradeoff",
 ]

@@ -20,12 +20,26 @@ from ewclab.plots.style import (
     title_suffix,
 )
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # one per task: readable without colour
 
-def plot_accuracy(history: object, fig: Figure | None = None) -> Figure:
+
+def _chance_line(ax, chance: float | None) -> None:
+    if chance is None:
+        return
+    chance = float(chance)
+    if not (math.isfinite(chance) and 0 <= chance <= 1):
+        raise ValueError(f"chance must be a fraction in [0, 1] or None, got {chance!r}")
+    ax.axhline(100 * chance, color="0.45", ls=":", lw=1.5, label=f"chance ({100 * chance:g} %)")
+
+
+def plot_accuracy(
+    history: object, fig: Figure | None = None, chance: float | None = None
+) -> Figure:
     """Test accuracy of every task over training steps (the shape of Fig. 2A of the EWC paper).
 
     Shaded spans mark which task is being trained; a dashed line per task shows its
-    accuracy right after it was learned, once known.
+    accuracy right after it was learned, once known. Each task has its own colour and
+    marker.
 
     Parameters
     ----------
@@ -35,6 +49,8 @@ def plot_accuracy(history: object, fig: Figure | None = None) -> Figure:
     fig : Figure, optional
         Redraw into this figure (cleared first) instead of making a new one; a live
         widget passes the same figure on every update.
+    chance : float, optional
+        Accuracy of guessing (e.g. 0.1 for ten classes), drawn as a dotted line (lesson 01).
 
     Returns
     -------
@@ -63,13 +79,15 @@ def plot_accuracy(history: object, fig: Figure | None = None) -> Figure:
             acc,
             color=colour,
             lw=2,
-            marker="o" if len(steps) <= 40 else None,
-            ms=3.5,
+            marker=MARKERS[j % len(MARKERS)],
+            markevery=max(1, len(steps) // 40),
+            ms=4.5,
             label=f"task {task}",
         )
         learned = d["accuracy_matrix"][j][j]
         if learned is not None and not math.isnan(learned) and j < len(bounds):
             ax.hlines(100 * learned, bounds[j], end, colors=colour, linestyles="--", lw=1.2)
+    _chance_line(ax, chance)
     handles, labels = ax.get_legend_handles_labels()
     handles.append(Line2D([], [], color="0.3", ls="--", lw=1.2))
     labels.append("accuracy right after learning it")
@@ -87,7 +105,9 @@ def plot_accuracy(history: object, fig: Figure | None = None) -> Figure:
     return fig
 
 
-def plot_accuracy_matrix(R: object, tasks: Sequence[str] | None = None) -> Figure:
+def plot_accuracy_matrix(
+    R: object, tasks: Sequence[str] | None = None, mask_untrained: bool = False
+) -> Figure:
     """Annotated heatmap of the accuracy matrix ``R[i, j]`` in %.
 
     Parameters
@@ -97,11 +117,16 @@ def plot_accuracy_matrix(R: object, tasks: Sequence[str] | None = None) -> Figur
         NaN or None where unknown. A History supplies its matrix and task names.
     tasks : sequence of str, optional
         Task names for the axes.
+    mask_untrained : bool, default False
+        Grey out the cells above the diagonal (task ``j`` not trained yet after task ``i``:
+        its accuracy there is a guess, not a memory), labelled "not trained" (lesson 05).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
+    if not isinstance(mask_untrained, bool):
+        raise TypeError(f"mask_untrained must be a bool, got {type(mask_untrained).__name__}")
     if hasattr(R, "snapshot") or isinstance(R, Mapping):
         d = history_dict(R)
         R, tasks = d["accuracy_matrix"], tasks if tasks is not None else d["tasks"]
@@ -111,6 +136,8 @@ def plot_accuracy_matrix(R: object, tasks: Sequence[str] | None = None) -> Figur
     if not np.all(np.isnan(M) | ((M >= 0) & (M <= 1))):
         raise ValueError("R must hold accuracies as fractions in [0, 1] (or NaN where unknown)")
     n = M.shape[0]
+    untrained = np.triu(np.ones((n, n), dtype=bool), k=1) & mask_untrained
+    M = np.where(untrained, np.nan, M)
     tasks = [f"{i + 1}" for i in range(n)] if tasks is None else [str(t) for t in tasks]
     if len(tasks) != n:
         raise ValueError(f"got {len(tasks)} task names for a {n}x{n} matrix")
@@ -121,15 +148,17 @@ def plot_accuracy_matrix(R: object, tasks: Sequence[str] | None = None) -> Figur
     for i in range(n):
         for j in range(n):
             v = 100 * M[i, j]
-            text = "–" if math.isnan(v) else f"{v:.1f}"
+            text = "not\ntrained" if untrained[i, j] else "–" if math.isnan(v) else f"{v:.1f}"
             ax.text(
                 j,
                 i,
                 text,
                 ha="center",
                 va="center",
-                fontsize=11,
-                color="black" if math.isnan(v) or v > 55 else "white",
+                fontsize=8 if untrained[i, j] else 11,
+                color="0.35"
+                if untrained[i, j]
+                else "black" if math.isnan(v) or v > 55 else "white",
             )
     ax.set_xticks(range(n), tasks)
     ax.set_yticks(range(n), tasks)
@@ -137,6 +166,62 @@ def plot_accuracy_matrix(R: object, tasks: Sequence[str] | None = None) -> Figur
     ax.set_ylabel("after training task i")
     ax.set_title("Accuracy matrix R[i, j] (test accuracy, %)")
     fig.colorbar(im, ax=ax, label="test accuracy (%)", shrink=0.85)
+    return fig
+
+
+def plot_accuracy_overlay(
+    histories: Mapping[str, object], chance: float | None = None
+) -> Figure:
+    """Several runs of the same tasks in one plot: colour (and marker) per task, line style
+    per run, e.g. ``{"plain SGD": plain, "EWC λ = 2000": ewc}`` (lesson 02).
+
+    Parameters
+    ----------
+    histories : dict of str to History or History dict
+        Runs to overlay, by label; all with the same tasks and task boundaries.
+    chance : float, optional
+        Accuracy of guessing, drawn as a dotted line.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not isinstance(histories, Mapping) or not 1 <= len(histories) <= 4:
+        raise ValueError(f"histories must be a dict of 1 to 4 runs, got {histories!r}")
+    runs = {str(label): history_dict(h) for label, h in histories.items()}
+    first = next(iter(runs.values()))
+    for label, d in runs.items():
+        if list(d["tasks"]) != list(first["tasks"]) or d["boundaries"] != first["boundaries"]:
+            raise ValueError(f"run {label!r} has other tasks or boundaries than the first run")
+    fig = new_figure((WIDTH, 4.8))
+    ax = fig.add_subplot()
+    bounds = list(first["boundaries"])
+    end = max([*[d["steps"][-1] for d in runs.values() if d["steps"]], *bounds[-1:], 1])
+    for i, (lo, hi) in enumerate(zip(bounds, [*bounds[1:], end], strict=False)):
+        ax.axvspan(lo, hi, color="0.88" if i % 2 == 0 else "0.96", lw=0, zorder=0)
+        ax.text((lo + hi) / 2, 101, f"training {first['tasks'][i]}", ha="center", va="bottom")
+    styles = ("--", "-", ":", "-.")
+    for (label, d), style in zip(runs.items(), styles, strict=False):
+        for j, task in enumerate(d["tasks"]):
+            ax.plot(
+                d["steps"],
+                100 * np.asarray(d["accuracy"][task], float),
+                color=TASK_COLOURS[j % len(TASK_COLOURS)],
+                ls=style,
+                lw=2,
+                marker=MARKERS[j % len(MARKERS)],
+                markevery=max(1, len(d["steps"]) // 20),
+                ms=4.5,
+                label=f"{label}: task {task}",
+            )
+    _chance_line(ax, chance)
+    ax.set_xlim(min([*bounds[:1], 0]), end)
+    ax.set_ylim(0, 108)
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_xlabel("training step (mini-batches)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("The same task-A network, trained on task B " + " vs ".join(runs), pad=18)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=9)
     return fig
 
 
