@@ -318,3 +318,17 @@ def test_plot_laplace_marks_the_joint_optimum_and_the_diagonal_end():
     total = float(a.loss(joint) + b.loss(joint))
     assert f"full-Fisher penalty: $L_A + L_B$ = {total:.2f}" in legend
     assert plots.plot_laplace(a, b, fig=fig) is fig
+
+
+def test_plot_toy_tradeoff_draws_one_curve_per_method():
+    a, b = toy.make_tasks()
+    lams = np.logspace(-1, 2, 7)
+    losses = {m: toy.end_losses(a, b, lams, m) for m in ("l2", "ewc")}
+    fig = plots.plot_toy_tradeoff(lams, losses, mark=1.0)
+    check_figure(fig)
+    curves = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("EWC")]
+    np.testing.assert_allclose(curves[0].get_xdata(), losses["ewc"][:, 0])
+    with pytest.raises(ValueError, match="shape"):
+        plots.plot_toy_tradeoff(lams[:3], losses)
+    with pytest.raises(ValueError, match="keys"):
+        plots.plot_toy_tradeoff(lams, {"adam": losses["l2"]})

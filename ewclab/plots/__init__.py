@@ -18,7 +18,7 @@ from ewclab.plots.curves import (
 )
 from ewclab.plots.fisher_maps import plot_fisher, plot_fisher_compare, plot_fisher_layer
 from ewclab.plots.style import CMAP, METHOD_COLOURS, METHOD_LABELS, OKABE_ITO, TASK_COLOURS
-from ewclab.plots.toy import plot_laplace, plot_toy
+from ewclab.plots.toy import plot_laplace, plot_toy, plot_toy_tradeoff
 
 __all__ = [
     "CMAP",
@@ -34,5 +34,6 @@ __all__ = [
     "plot_fisher_layer",
     "plot_laplace",
     "plot_toy",
+    "plot_toy_tradeoff",
     "plot_tradeoff",
 ]

@@ -179,3 +179,48 @@ def plot_laplace(task_a, task_b, lam: float = 1.0, fig: Figure | None = None) ->
     ax.set_ylabel(r"parameter $\theta_2$")
     ax.set_title(f"Laplace approximation of task A, and where task B ends (λ = {lam:g})")
     return fig
+
+
+def plot_toy_tradeoff(
+    lams: np.ndarray, losses: Mapping[str, np.ndarray], mark: float | None = None
+) -> Figure:
+    """Trade-off (Pareto) curves of the toy: task-B loss against task-A loss as λ runs (lesson 00).
+
+    Parameters
+    ----------
+    lams : array of shape (n,)
+        The λ grid, increasing.
+    losses : dict of str to array of shape (n, 2)
+        ``{"l2": ..., "ewc": ...}`` from :func:`ewclab.toy.end_losses`: columns (L_A, L_B).
+    mark : float, optional
+        A λ of the grid to highlight on every curve (e.g. the lesson's λ = 3).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    lams = np.asarray(lams, dtype=float)
+    unknown = set(losses) - set(METHOD_LABELS)
+    if unknown or not losses:
+        raise ValueError(f"losses keys must be among {list(METHOD_LABELS)}, got {sorted(losses)}")
+    fig = new_figure((WIDTH * 0.8, 5.2))
+    ax = fig.add_subplot()
+    for (method, values), marker in zip(losses.items(), ("s", "o", "^"), strict=False):
+        values = np.asarray(values, dtype=float)
+        if values.shape != (len(lams), 2):
+            raise ValueError(f"losses[{method!r}] must have shape ({len(lams)}, 2)")
+        colour = METHOD_COLOURS[method]
+        ax.plot(values[:, 0], values[:, 1], color=colour, marker=marker, ms=4, lw=1.8,
+                label=f"{METHOD_LABELS[method]}, λ from {lams[0]:g} to {lams[-1]:g}")
+        if mark is not None:
+            k = int(np.argmin(np.abs(lams - mark)))
+            ax.plot(*values[k], marker=marker, ms=12, color=colour, mec="black", ls="")
+            ax.annotate(f"λ = {lams[k]:.2g}", values[k], xytext=(8, 6), textcoords="offset points",
+                        color=colour)
+    ax.set_xscale("log")
+    ax.set_xlabel(r"task-A loss $L_A$ at the end (forgetting; log scale)")
+    ax.set_ylabel(r"task-B loss $L_B$ at the end")
+    ax.set_title("Trade-off: lower-left is better on both tasks")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right", fontsize=9)
+    return fig
