@@ -14,8 +14,8 @@ have to store a few samples from every task during training". `TaskBuffer` keeps
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections import Counter
 
 import numpy as np
 import torch
@@ -105,27 +105,36 @@ class TaskBuffer:
         if r is None:
             empty_X = torch.empty((0, *X.shape[1:]), dtype=X.dtype)
             r = _Reservoir(empty_X, torch.empty(0, dtype=torch.int64), 0, {})
-        keep_X, keep_y = list(r.X), r.y.tolist()
-        counts = Counter(keep_y)
+        keep_y = r.y.tolist()
+        slots_of: dict[int, list[int]] = {}  # class -> its slots, ascending
+        for i, c in enumerate(keep_y):
+            slots_of.setdefault(c, []).append(i)
+        written: dict[int, int] = {}  # slot -> the batch sample that ends up there
         u = torch.rand(len(y), 2, generator=self._rng).tolist()
-        for x_i, c, (u1, u2) in zip(X, y.tolist(), u, strict=True):
+        for n, (c, (u1, u2)) in enumerate(zip(y.tolist(), u, strict=True)):
             r.seen += 1
             r.class_seen[c] = r.class_seen.get(c, 0) + 1
-            slot = self._slot(keep_y, counts, r, c, u1, u2)
+            slot = self._slot(keep_y, slots_of, r, c, u1, u2)
+            if slot < 0:
+                continue
             if slot == len(keep_y):
-                keep_X.append(x_i)
                 keep_y.append(c)
-            elif slot >= 0:
-                counts[keep_y[slot]] -= 1
-                keep_X[slot], keep_y[slot] = x_i, c
-            if slot >= 0:
-                counts[c] += 1
-        r.X = torch.stack(keep_X) if keep_X else r.X
+            else:
+                slots_of[keep_y[slot]].remove(slot)
+                keep_y[slot] = c
+            bisect.insort(slots_of.setdefault(c, []), slot)
+            written[slot] = n
+        if written:
+            grown = len(keep_y) - len(r.y)
+            X_kept = torch.cat([r.X, X.new_empty((grown, *X.shape[1:]))]) if grown else r.X.clone()
+            X_kept[list(written)] = X[list(written.values())]  # one write per kept sample
+            r.X = X_kept
         r.y = torch.tensor(keep_y, dtype=torch.int64)
         self._tasks[task_name] = r
 
     def _slot(
-        self, keep_y: list[int], counts: Counter, r: _Reservoir, c: int, u1: float, u2: float
+        self, keep_y: list[int], slots_of: dict[int, list[int]], r: _Reservoir, c: int,
+        u1: float, u2: float,
     ) -> int:
         """Where the new sample of class ``c`` goes: ``len(keep_y)`` appends, -1 drops it."""
         if len(keep_y) < self.per_task:
@@ -133,14 +142,14 @@ class TaskBuffer:
         if not self.balanced:
             j = int(u1 * r.seen)
             return j if j < self.per_task else -1
+        counts = {k: len(s) for k, s in slots_of.items() if s}
         largest = max(counts.values())
-        if counts[c] < largest:
+        if counts.get(c, 0) < largest:
             victims = [k for k, n in counts.items() if n == largest]
-            victim = victims[int(u2 * len(victims))]
-            slots = [i for i, k in enumerate(keep_y) if k == victim]
+            slots = slots_of[victims[int(u2 * len(victims))]]
             return slots[int(u1 * len(slots))]
         if u1 * r.class_seen[c] < counts[c]:
-            slots = [i for i, k in enumerate(keep_y) if k == c]
+            slots = slots_of[c]
             return slots[int(u2 * len(slots))]
         return -1
 

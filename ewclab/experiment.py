@@ -4,9 +4,11 @@
 >>> history = run_sequence("mnist->fashion", method="ewc", epochs=2)   # doctest: +SKIP
 >>> history.accuracy_matrix                                            # doctest: +SKIP
 
-``train_on_task`` (in :mod:`ewclab.training`, re-exported here) trains on one task;
-``run_sequence`` trains task after task, consolidating after each, and returns a
-:class:`ewclab.history.History`.
+``run_sequence`` runs the API the lab teaches, task after task: ``partial_fit`` on each
+batch (:func:`~ewclab.training.train_on_task`, re-exported here), the batches offered to
+``learner.buffer`` as they pass, then ``learner.consolidate`` on the samples it kept; it
+returns a :class:`ewclab.history.History`. Its settings are resolved and checked first by
+:func:`ewclab.plan.plan`.
 ``DEFAULTS`` holds the demo's settings, chosen by measurement (benchmarks/RESULTS.md), for
 the CLI, the notebooks and the widgets alike; every other (scenario, model, method) gets
 its λ, learning rate, epochs and width from :func:`ewclab.settings.defaults`. Training task
@@ -19,22 +21,20 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ewclab.buffer import TaskBuffer
 from ewclab.cache import Entry, TaskACache, fingerprint
 from ewclab.cache import key as cache_key
 from ewclab.data import Task
-from ewclab.fisher import KINDS, fisher_diagonal
+from ewclab.fisher import fisher_diagonal
 from ewclab.history import History
 from ewclab.learner import Learner
-from ewclab.models import MLP, AlexNet, TestNet
-from ewclab.scenarios import get_scenario
-from ewclab.settings import DEMO, METHODS, defaults, scenario_kind
+from ewclab.plan import MODELS, ModelSpec, Plan, make_model, plan
+from ewclab.settings import DEMO, METHODS, defaults
 from ewclab.training import (
     Point,
     TaskResult,
@@ -43,7 +43,6 @@ from ewclab.training import (
     steps_for,
     train_on_task,
 )
-from ewclab.validation import check_int, check_real, check_seed
 
 __all__ = [
     "DEFAULTS",
@@ -54,6 +53,7 @@ __all__ = [
     "TaskResult",
     "evaluate",
     "make_model",
+    "plan",
     "run_sequence",
     "steps_for",
     "train_on_task",
@@ -82,61 +82,6 @@ DEFAULTS: dict[str, Any] = {
 
 #: Default λ per method for the demo's scenario and model (others: :func:`settings.defaults`).
 DEFAULT_LAM = {m: defaults(DEMO.tasks, DEMO.model, m).lam for m in METHODS}
-
-#: Model kinds by name.
-MODELS = {"testnet": TestNet, "mlp": MLP, "alexnet": AlexNet}
-
-ModelSpec = str | Callable[[], Learner]
-
-
-def make_model(
-    model: ModelSpec = DEFAULTS["model"],
-    num_classes: int = 10,
-    width: float | None = None,
-    lr: float | None = None,
-    optimizer: str | None = None,
-    seed: int | None = None,
-) -> Learner:
-    """Build a fresh learner: a kind from :data:`MODELS` or a callable returning one.
-
-    Parameters
-    ----------
-    model : {"testnet", "mlp", "alexnet"} or callable
-        A callable is called with no arguments and must return a
-        :class:`~ewclab.learner.Learner` (the other arguments are then ignored).
-    num_classes : int
-    width : float, optional
-        ``"mlp"``: units of each of its two hidden layers; ``"alexnet"``: its channel
-        scale; ``"testnet"`` has a fixed size. Default: the model's row of
-        :mod:`ewclab.settings` (``defaults(DEFAULTS["tasks"], model, "sgd")``).
-    lr, optimizer : optional
-        Default: the same row's.
-    seed : int, optional
-        Seeds the weight initialisation.
-    """
-    if callable(model):
-        learner = model()
-        if not isinstance(learner, Learner):
-            raise TypeError(f"model() must return an ewclab Learner, got {type(learner).__name__}")
-        return learner
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; expected one of {sorted(MODELS)} or a callable")
-    row = defaults(DEFAULTS["tasks"], model, "sgd")
-    options = dict(
-        lr=row.lr if lr is None else lr,
-        optimizer=row.optimizer if optimizer is None else optimizer,
-        seed=seed,
-    )
-    if model == "mlp":
-        width = row.width if width is None else width
-        if isinstance(width, bool) or not float(width).is_integer() or width < 1:
-            raise ValueError(f"mlp width must be a whole number of units >= 1, got {width!r}")
-        return MLP(num_classes, hidden=(int(width), int(width)), **options)
-    if model == "alexnet":
-        return AlexNet(num_classes, width=row.width if width is None else width, **options)
-    if width is not None:
-        raise ValueError(f"testnet has a fixed size; got width={width!r}")
-    return TestNet(num_classes, **options)
 
 
 def run_sequence(
@@ -223,116 +168,117 @@ def run_sequence(
         breaks the stability bound lr·λ·max F < 2(1 + momentum) once a task's Fisher is
         known: after that task, before the next one trains.
     """
-    if isinstance(tasks, str):
-        tasks = get_scenario(tasks, source=source, root=root)
-    tasks = list(tasks)
-    if not tasks or not all(isinstance(t, Task) for t in tasks):
-        raise TypeError(f"tasks must be a scenario name or a non-empty list of Task, got {tasks!r}")
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
-    row = defaults(scenario_kind([t.name for t in tasks]),
-                   model if isinstance(model, str) else "mlp", method)
-    lam = row.lam if lam is None else lam
-    epochs = row.epochs if epochs is None else epochs
-    lr = row.lr if lr is None else lr
-    optimizer = row.optimizer if optimizer is None else optimizer
-    batch_size = row.batch_size if batch_size is None else batch_size
-    fisher = row.fisher if fisher is None else fisher
-    fisher_samples = row.fisher_samples if fisher_samples is None else fisher_samples
-    if width is None and isinstance(model, str):
-        width = row.width
-    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not 0 <= lam < math.inf:
-        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
-    lam = 0.0 if method == "sgd" else lam
-    per_task = _epochs_per_task(epochs, len(tasks))
-    if fisher not in KINDS:
-        raise ValueError(f"unknown Fisher kind {fisher!r}; expected one of {list(KINDS)}")
-    check_int(fisher_samples, "fisher_samples", low=1)
-    check_int(batch_size, "batch_size", low=1)
-    if eval_samples is not None:
-        check_int(eval_samples, "eval_samples", low=1)
-    seed = check_seed(seed, none_ok=False)
-    num_classes = max(t.num_classes for t in tasks)
-    settings = {
-        "tasks": [t.name for t in tasks],
-        "model": model if isinstance(model, str) else getattr(model, "__name__", repr(model)),
-        "width": width,
-        "lr": lr,
-        "optimizer": optimizer,
-        "method": method,
-        "lam": float(lam),
-        "gamma": float(gamma),
-        "epochs": per_task,
-        "batch_size": batch_size,
-        "fisher": fisher,
-        "fisher_samples": fisher_samples,
-        "seed": int(seed),
-    }
-    history = History([t.name for t in tasks], settings)
-    key = None
-    if cache is not None:
-        key = cache_key(model, fingerprint(tasks), settings, eval_every, eval_samples)
+    p = plan(tasks, model, method, lam, epochs, fisher, fisher_samples, seed, width=width,
+             lr=lr, optimizer=optimizer, batch_size=batch_size, gamma=gamma,
+             eval_every=eval_every, eval_samples=eval_samples, source=source, root=root)
+    history = History(p.names, p.settings())
+    key = cache_key(p.model, fingerprint(p.tasks), history.settings, eval_every,
+                    eval_samples) if cache is not None else None
     entry = cache.get(key) if cache is not None else None
     if entry is None:
-        learner = make_model(model, num_classes, width, lr, optimizer, seed=seed)
-        _set_method(learner, method, lam, gamma)
-        step, loss = 0, math.nan
-        first = 0
+        learner, at = p.learner(), _At(0, 0, math.nan)
     else:
-        learner = copy.deepcopy(entry.model)
-        _set_method(learner, method, lam, gamma)
-        _replay(history, entry.history)
-        history.fisher[tasks[0].name] = _clone(entry.fisher)
-        if method != "sgd":
-            learner.ewc.add_task(_clone(entry.fisher))
-        step, loss = entry.step, entry.loss
-        first = 1
-        logger.info("task 1/%d %r: restored from the task-A cache at step %d",
-                    len(tasks), tasks[0].name, step)
-        if callback is not None:
-            callback(Point(tasks[0].name, step, loss, _last_point(history), history))
-        if len(tasks) == 1:
-            return history
-        _check_stable(learner, tasks[1].name)
-
-    buffer = TaskBuffer(per_task=fisher_samples, seed=seed)
-    for i in range(first, len(tasks)):
-        task = tasks[i]
-        task_seed = (seed + i) % 2**64  # torch seeds are 64-bit: wrap, never overflow
-        torch.manual_seed(task_seed)
-        history.start_task(task.name, step)
-        logger.info("task %d/%d %r: %g epoch(s) from step %d (%s, λ = %g)",
-                    i + 1, len(tasks), task.name, per_task[i], step, method, lam)
-        if i == 0:
-            history.record(step, evaluate(learner, tasks, eval_samples))
-        result = train_on_task(
-            learner, task.name, task, epochs=per_task[i], buffer=buffer, eval_tasks=tasks,
-            eval_every=eval_every, callback=callback, stop=stop, batch_size=batch_size,
-            seed=task_seed, buffer_samples=fisher_samples, eval_samples=eval_samples,
-            history=history, start_step=step,
-        )
-        step, loss = result.step, result.loss
+        learner, at = _restore(p, entry, history, callback)
+    for i in range(at.task, len(p.tasks)):
+        if i > 0:
+            _check_stable(learner, p.tasks[i].name)
+        result = _train(p, i, learner, history, at, callback, stop)
+        at = _At(i + 1, result.step, result.loss)
         if result.stopped:
-            logger.info("stopped at step %d while training %r", step, task.name)
+            logger.info("stopped at step %d while training %r", at.step, p.tasks[i].name)
             break
-        final = result.points[-1].accuracies
-        if eval_samples is not None:
-            final = evaluate(learner, tasks)
-        history.finish_task(task.name, final)
-        logger.info("after task %r: test accuracy %s", task.name, percentages(final))
-        X, y = buffer.get(task.name)
-        generator = torch.Generator().manual_seed(task_seed)
-        F = fisher_diagonal(learner, X, y, kind=fisher, generator=generator)
-        logger.info("Fisher of %r: %s, on %d samples", task.name, fisher, len(y))
-        history.fisher[task.name] = _clone(F)
+        _finish(p, i, learner, history, result)
+        fisher_i = _consolidate(p, i, learner, history)
         if i == 0 and cache is not None:
-            saved = Entry(copy.deepcopy(learner), _clone(F), history.to_dict(), step, loss)
-            cache.put(key, saved)
-        if method != "sgd":
-            learner.ewc.add_task(F)
-        if i + 1 < len(tasks):
-            _check_stable(learner, tasks[i + 1].name)
+            cache.put(key, _entry(learner, fisher_i, history, at))
     return history
+
+
+@dataclass(frozen=True)
+class _At:
+    """Where a run stands: the next task to train, the global step, the last loss."""
+
+    task: int
+    step: int
+    loss: float
+
+
+def _train(p: Plan, i: int, learner: Learner, history: History, at: _At,
+           callback: Callable[[Point], None] | None, stop: Callable[[], bool] | None,
+           ) -> TaskResult:
+    """Task ``i``: ``partial_fit`` on its shuffled batches, offered to ``learner.buffer`` as
+    they pass. Dropout's masks come from torch's global generator: it is seeded with the
+    task's seed inside :func:`torch.random.fork_rng`, so the run is reproducible and the
+    caller's generator is left as it was."""
+    task = p.tasks[i]
+    history.start_task(task.name, at.step)
+    logger.info("task %d/%d %r: %g epoch(s) from step %d (%s, λ = %g)",
+                i + 1, len(p.tasks), task.name, p.epochs[i], at.step, p.method, p.lam)
+    if i == 0:
+        history.record(at.step, evaluate(learner, p.tasks, p.eval_samples))
+    with torch.random.fork_rng(devices=_cuda_devices(learner)):
+        torch.manual_seed(p.task_seed(i))
+        return train_on_task(
+            learner, task.name, task, epochs=p.epochs[i], buffer=learner.buffer,
+            eval_tasks=p.tasks, eval_every=p.eval_every, callback=callback, stop=stop,
+            batch_size=p.batch_size, seed=p.task_seed(i), eval_samples=p.eval_samples,
+            history=history, start_step=at.step,
+        )
+
+
+def _finish(p: Plan, i: int, learner: Learner, history: History, result: TaskResult) -> None:
+    """Record task ``i``'s row of the accuracy matrix (on the full test sets)."""
+    final = result.points[-1].accuracies
+    if p.eval_samples is not None:
+        final = evaluate(learner, p.tasks)
+    history.finish_task(p.tasks[i].name, final)
+    logger.info("after task %r: test accuracy %s", p.tasks[i].name, percentages(final))
+
+
+def _consolidate(p: Plan, i: int, learner: Learner, history: History) -> dict[str, torch.Tensor]:
+    """``learner.consolidate`` on the samples its buffer kept of task ``i``; plain SGD
+    anchors nothing, and its Fisher is only measured. Either way the Fisher is kept in
+    ``history.fisher``."""
+    name = p.tasks[i].name
+    X, y = learner.buffer.get(name)
+    if p.mode is None:
+        fisher_i = fisher_diagonal(learner, X, y, kind=p.fisher, generator=learner.shuffle_rng)
+    else:
+        fisher_i = learner.consolidate(X, y)
+    logger.info("Fisher of %r: %s, on %d samples", name, p.fisher, len(y))
+    history.fisher[name] = _clone(fisher_i)
+    return fisher_i
+
+
+def _entry(learner: Learner, fisher_a: Mapping[str, torch.Tensor], history: History,
+           at: _At) -> Entry:
+    """The task-A cache entry: a copy of the learner before its consolidation (the term
+    depends on the method; the Fisher does not), task A's Fisher and history."""
+    saved = copy.deepcopy(learner)
+    saved.ewc.reset()
+    return Entry(saved, _clone(fisher_a), history.to_dict(), at.step, at.loss)
+
+
+def _restore(p: Plan, entry: Entry, history: History,
+             callback: Callable[[Point], None] | None) -> tuple[Learner, _At]:
+    """A copy of the cached learner after task A, given this plan's method and task A's
+    cached Fisher; task A's part of the history replayed."""
+    learner = copy.deepcopy(entry.model)
+    p.configure(learner)
+    if p.mode is not None:
+        learner.ewc.add_task(_clone(entry.fisher))
+    _replay(history, entry.history)
+    name = p.tasks[0].name
+    history.fisher[name] = _clone(entry.fisher)
+    logger.info("task 1/%d %r: restored from the task-A cache at step %d",
+                len(p.tasks), name, entry.step)
+    if callback is not None:
+        callback(Point(name, entry.step, entry.loss, _last_point(history), history))
+    return learner, _At(1, entry.step, entry.loss)
+
+
+def _cuda_devices(learner: Learner) -> list[int]:
+    return [learner.device.index or 0] if learner.device.type == "cuda" else []
 
 
 def _check_stable(learner: Learner, next_task: str) -> None:
@@ -341,14 +287,6 @@ def _check_stable(learner: Learner, next_task: str) -> None:
         learner.check_stability()
     except ValueError as err:  # a DivergenceError: say which task it protects
         raise type(err)(f"before training task {next_task!r}: {err}") from None
-
-
-def _set_method(learner: Learner, method: str, lam: float, gamma: float) -> None:
-    mode = METHODS[method]
-    if mode is not None:
-        learner.ewc.mode = mode
-        learner.ewc.gamma = gamma
-    learner.ewc_lambda = lam if mode is not None else 0.0
 
 
 def _replay(history: History, saved: Mapping) -> None:
@@ -366,12 +304,3 @@ def _clone(fisher: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _last_point(history: History) -> dict[str, float]:
     return {t: history.accuracy[t][-1] for t in history.tasks}
-
-
-def _epochs_per_task(epochs: float | Sequence[float], n: int) -> list[float]:
-    values = [epochs] * n if isinstance(epochs, numbers.Real) else list(epochs)
-    if len(values) != n:
-        raise ValueError(f"expected one epochs value or {n} (one per task), got {len(values)}")
-    for e in values:
-        check_real(e, "epochs", low=0, low_open=True)
-    return [int(e) if float(e).is_integer() else float(e) for e in values]

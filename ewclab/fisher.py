@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,21 @@ from torch.func import functional_call, grad, vmap
 from ewclab.validation import check_int, check_option
 
 KINDS = ("empirical", "exact", "sampled")
+
+
+@runtime_checkable
+class PreparesInputs(Protocol):
+    """A model that checks and converts raw inputs itself, as every
+    :class:`ewclab.learner.Learner` does (uint8 images, NHWC, numpy, ...).
+
+    The Fisher functions take such inputs through the model's own ``prepare_inputs``
+    (this module states the interface; it imports nothing from the learner); any other
+    ``nn.Module`` gets ``torch.as_tensor(X)`` in its parameters' dtype.
+    """
+
+    def prepare_inputs(self, X: Any, y: Any = None) -> tuple[Tensor, Tensor | None]:
+        """Checked ``(X, y)`` as tensors on the model's device, ``y`` None when not given."""
+        ...
 
 # (labels, weights) for one backward pass over a batch: Σ_n weights_n · ∇ log p(labels_n|x_n)²
 Column = tuple[Tensor, Tensor]
@@ -305,7 +320,7 @@ def _prepare(model: nn.Module, X: Any, y: Any, kind: str) -> tuple[Tensor, Tenso
     elif y is None:
         raise ValueError('kind="empirical" needs the true labels y, got None')
     first = next(iter(params.values()))
-    if hasattr(model, "prepare_inputs"):
+    if isinstance(model, PreparesInputs):
         X, y = model.prepare_inputs(X, y)
     else:
         X = torch.as_tensor(X, dtype=first.dtype)

@@ -4,7 +4,9 @@
 A subclass only says which layers it has (`build`) and how they compute (`forward`);
 training, EWC, validation and persistence live here. The training loss is
 cross-entropy + ``model.ewc.penalty()``, where the penalty is
-``ewc_lambda / 2 * sum_tasks sum_i F_i (theta_i - theta*_i)^2``.
+``ewc_lambda / 2 * sum_tasks sum_i F_i (theta_i - theta*_i)^2``; a step adds the penalty's
+gradient ``ewc_lambda * F_i (theta_i - theta*_i)`` in closed form
+(:meth:`ewclab.ewc.EWC.add_gradient`) instead of building its autograd graph.
 
 Every call either succeeds or raises with all state (weights, optimiser, EWC, buffer)
 unchanged: inputs and optimiser settings are checked before anything is touched; a λ
@@ -317,21 +319,23 @@ class Learner(nn.Module):
 
     def _step(self, X: Tensor, y: Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
-        cross_entropy, penalty = F.cross_entropy(self(X), y), self.ewc.penalty()
-        loss = cross_entropy + penalty
-        value = loss.item()
+        cross_entropy = F.cross_entropy(self(X), y)
+        penalty = self.ewc.add_gradient()  # .grad = λ F (θ − θ*), in closed form
+        value = cross_entropy.item() + penalty
         if logger.isEnabledFor(logging.DEBUG):  # the hot path pays one check when off
             logger.debug("step on %d samples: loss %.4f = cross-entropy %.4f + penalty %.4g",
-                         len(X), value, cross_entropy.item(), penalty.item())
+                         len(X), value, value - penalty, penalty)
         if not math.isfinite(value):
+            self.optimizer.zero_grad(set_to_none=True)
             raise DivergenceError(self._diverged(f"the loss is {value}"))
         if self._last_loss is not None and value > LOSS_JUMP * max(self._last_loss, 1.0):
             last, self._last_loss = self._last_loss, None  # refused once; then let it train
+            self.optimizer.zero_grad(set_to_none=True)
             raise DivergenceError(self._diverged(
                 f"the loss jumped from {last:.3g} to {value:.3g} in one step "
                 "(the step before this one moved the weights far)"
             ))
-        loss.backward()
+        cross_entropy.backward()  # adds the cross-entropy's gradient to the penalty's
         g_max = _max_abs([p.grad for p in self._params if p.grad is not None])
         if not math.isfinite(g_max):
             self.optimizer.zero_grad(set_to_none=True)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from ewclab.buffer import TaskBuffer
 from ewclab.data import Task, batchify
@@ -99,7 +98,6 @@ def train_on_task(
     *,
     batch_size: int = DEMO.batch_size,
     seed: int | None = None,
-    buffer_samples: int = DEMO.fisher_samples,
     eval_samples: int | None = None,
     history: History | None = None,
     start_step: int = 0,
@@ -122,8 +120,9 @@ def train_on_task(
         Passes over the task's training set (needs ``batches`` to be a Task); one
         pass when neither ``steps`` nor ``epochs`` is given for a Task.
     buffer : TaskBuffer, optional
-        Receives the first ``buffer_samples`` training samples seen (shuffled batches, so
-        a random subset), under ``name``: the samples a later ``consolidate`` needs.
+        Every batch is offered to it under ``name`` as it streams past (a Task's during the
+        first pass over its training set, so no sample is offered twice): the reservoir
+        keeps the samples a later ``consolidate`` needs, e.g. ``model.buffer``.
     eval_tasks : sequence of Task
         Tasks whose test accuracy is measured every ``eval_every`` steps and after the
         last step.
@@ -136,8 +135,6 @@ def train_on_task(
         progress, so the model is always left between two complete steps.
     batch_size, seed
         Batching of a Task (ignored for an iterator).
-    buffer_samples : int
-        How many samples to keep in ``buffer``.
     eval_samples : int, optional
         Evaluate on the first ``eval_samples`` test images of each task (default all).
     history : History, optional
@@ -161,8 +158,10 @@ def train_on_task(
         raise ValueError(
             f"give exactly one of steps or epochs, got steps={steps!r}, epochs={epochs!r}"
         )
+    first_pass = None  # steps whose batches are new to the buffer; None: every step
     if isinstance(batches, Task):
         n_steps = steps_for(batches, 1 if epochs is None else epochs, batch_size)
+        first_pass = steps_for(batches, 1, batch_size)
         if steps is not None:
             n_steps = check_int(steps, "steps", low=1)
         batches = batchify(
@@ -175,10 +174,7 @@ def train_on_task(
         n_steps = check_int(steps, "steps", low=1)
     every = max(1, round(n_steps / 20)) if eval_every is None else eval_every
     check_int(every, "eval_every", low=1)
-    check_int(buffer_samples, "buffer_samples", low=1)
 
-    kept: list[tuple[Any, Any]] = []
-    n_kept = 0
     points: list[Point] = []
     loss = math.nan
     step = start_step
@@ -190,9 +186,8 @@ def train_on_task(
         X, y = next(batches)
         loss = float(model.partial_fit(X, y))
         step += 1
-        if buffer is not None and n_kept < buffer_samples:
-            kept.append((X[: buffer_samples - n_kept], y[: buffer_samples - n_kept]))
-            n_kept += len(kept[-1][1])
+        if buffer is not None and (first_pass is None or k <= first_pass):
+            buffer.add(name, X, y)
         if eval_tasks and (k % every == 0 or k == n_steps):
             points.append(_evaluate_point(model, name, step, loss, eval_tasks, eval_samples,
                                           history, callback))
@@ -200,8 +195,6 @@ def train_on_task(
         points.append(
             _evaluate_point(model, name, step, loss, eval_tasks, eval_samples, history, callback)
         )
-    if buffer is not None and kept:
-        buffer.add(name, _concat([x for x, _ in kept]), _concat([y for _, y in kept]))
     return TaskResult(name, step - start_step, step, loss, stopped, points)
 
 
@@ -221,8 +214,3 @@ def percentages(accuracies: Mapping[str, float]) -> str:
     """``"mnist 97.1%, fashion-mnist 12.0%"``, for the log."""
     return ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in accuracies.items())
 
-
-def _concat(parts: list[Any]) -> Any:
-    if isinstance(parts[0], torch.Tensor):
-        return torch.cat(parts)
-    return np.concatenate(parts)

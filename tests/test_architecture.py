@@ -1,5 +1,7 @@
-"""The package's import graph has no circle: no module imports, directly or through
-others, a module that imports it (function-level imports included)."""
+"""The package's import graph has no circle (no module imports, directly or through others,
+a module that imports it; function-level imports included) and no upward arrow (no module
+imports one from a higher layer of DESIGN.md's map). A subpackage (``ewclab.plots``) is one
+node."""
 
 from __future__ import annotations
 
@@ -9,13 +11,37 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "ewclab"
 
 
+#: DESIGN.md's layers, ground floor first: a module may import its own layer or lower ones.
+LAYERS = (
+    # the ground floor: data, scenarios, memory, metrics, checks, the 2-D toy
+    {"validation", "idx", "sources", "data", "split", "scenarios", "buffer", "replay",
+     "metrics", "history", "snapshot", "toy", "laplace", "tradeoff"},
+    {"fisher", "importance"},  # importance measures: Fisher, SI, MAS
+    {"ewc", "conventions"},  # the one quadratic penalty; λ across libraries
+    {"persist", "learner"},  # partial_fit, buffer, consolidate, save/load
+    {"models", "heads"},  # the networks
+    {"settings", "cache", "plots"},  # the defaults table, the task-A cache, figures
+    {"plan", "training", "side_by_side", "experiment"},  # task sequences, learner API
+    # the faces
+    {"cli", "__main__", "widgets", "widgets_options", "widgets_fisher", "reveal", "still"},
+)
+
+
+def _modules() -> dict[str, list[Path]]:
+    """``ewclab`` module or subpackage name -> its source files."""
+    modules = {p.stem: [p] for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    modules |= {p.parent.name: sorted(p.parent.glob("*.py")) for p in PACKAGE.glob("*/__init__.py")}
+    return modules
+
+
 def _imports() -> dict[str, set[str]]:
-    """``ewclab`` module -> the ``ewclab`` modules it imports anywhere in its file."""
-    modules = {p.stem: p for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    """``ewclab`` module -> the ``ewclab`` modules it imports anywhere in its file(s)."""
+    modules = _modules()
     graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
+    for name, paths in modules.items():
         found: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        nodes = [n for path in paths for n in ast.walk(ast.parse(path.read_text()))]
+        for node in nodes:
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 parts = node.module.split(".")
                 if parts[0] == "ewclab":
@@ -58,3 +84,12 @@ def test_the_import_graph_has_no_circle():
 def test_the_cycle_finder_finds_a_circle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) is not None
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_every_module_has_a_layer_and_no_arrow_points_up():
+    graph = _imports()
+    layer = {m: k for k, names in enumerate(LAYERS) for m in names}
+    assert set(graph) <= set(layer), f"modules with no layer in LAYERS: {set(graph) - set(layer)}"
+    assert "plots" in graph and "plots" in graph["widgets_fisher"]  # subpackages are seen
+    upward = [f"{a} -> {b}" for a, deps in graph.items() for b in deps if layer[b] > layer[a]]
+    assert upward == [], f"imports from a higher layer: {upward}"

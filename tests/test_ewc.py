@@ -58,6 +58,14 @@ def assert_penalty_is(ewc: EWC, model: nn.Module, lam: float, terms: list) -> No
     names, params = zip(*model.named_parameters(), strict=True)
     for name, g in zip(names, torch.autograd.grad(penalty, params), strict=True):
         torch.testing.assert_close(g.double(), grad[name], rtol=1e-5, atol=1e-7)
+    # the closed form the learners use: same value, same gradient, added to .grad
+    for p in params:
+        p.grad = None
+    assert ewc.add_gradient() == pytest.approx(value, rel=1e-5)
+    for name, p in zip(names, params, strict=True):
+        got = torch.zeros_like(p) if p.grad is None else p.grad
+        torch.testing.assert_close(got.double(), grad[name], rtol=1e-5, atol=1e-7)
+        p.grad = None
 
 
 def snapshot(ewc: EWC) -> dict:
@@ -414,3 +422,48 @@ def test_cached_stiffness_follows_every_change_of_lambda_and_terms(mode):
     assert ewc.stiffness() == pytest.approx(fresh()) and fresh() > 0
     ewc.tasks = ewc.tasks[:1]  # even a direct assignment to the term list
     assert ewc.stiffness() == pytest.approx(fresh())
+
+
+def test_add_gradient_adds_to_an_existing_gradient_and_builds_no_graph():
+    model = tiny_model()
+    ewc = EWC(model, lam=3.0)
+    ewc.add_task(random_fisher(model, 1))
+    shift(model, 2)
+    _, grad = hand_penalty(model, 3.0, [(ewc.tasks[0].fisher, ewc.tasks[0].anchor)])
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    ewc.add_gradient()
+    for name, p in model.named_parameters():
+        assert p.grad.grad_fn is None
+        torch.testing.assert_close(p.grad.double(), 1 + grad[name], rtol=1e-5, atol=1e-7)
+
+
+def test_penalty_is_twice_differentiable_and_works_with_torch_func():
+    """penalty() is the plain expression: its Hessian is diag(λ Σ F), and torch.func.grad
+    of it through functional_call gives λ F (θ − θ*)."""
+    model = tiny_model()
+    ewc = EWC(model, lam=2.0)
+    fisher = random_fisher(model, 4)
+    ewc.add_task(fisher)
+    shift(model, 5)
+    weight = model[0].weight
+    (g,) = torch.autograd.grad(ewc.penalty(), [weight], create_graph=True)
+    (h,) = torch.autograd.grad(g[0, 0], [weight])
+    expected = torch.zeros_like(weight)
+    expected[0, 0] = 2.0 * fisher["0.weight"][0, 0]
+    torch.testing.assert_close(h, expected)
+
+    class Penalty(nn.Module):  # penalty() as a module's forward, for functional_call
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self):
+            return ewc.penalty()
+
+    moved = {f"model.{name}": p.detach() + 0.1 for name, p in model.named_parameters()}
+    grads = torch.func.grad(lambda theta: torch.func.functional_call(Penalty(), theta, ()))(moved)
+    anchor = ewc.tasks[0].anchor
+    for name in fisher:
+        expected = 2.0 * fisher[name] * (moved[f"model.{name}"] - anchor[name])
+        torch.testing.assert_close(grads[f"model.{name}"], expected)

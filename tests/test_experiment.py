@@ -18,6 +18,7 @@ from ewclab.experiment import (
     train_on_task,
 )
 from ewclab.history import History
+from ewclab.models import MLP
 from ewclab.scenarios import get_scenario
 from ewclab.settings import defaults
 
@@ -44,10 +45,10 @@ def _model(seed: int = 0):
 
 
 def test_train_on_task_counts_steps_points_and_fills_buffer(tasks):
-    model, buffer, points = _model(), TaskBuffer(per_task=100), []
+    model, buffer, points = _model(), TaskBuffer(per_task=50), []
     result = train_on_task(
         model, "mnist", tasks[0], epochs=2, buffer=buffer, eval_tasks=tasks, eval_every=3,
-        callback=points.append, batch_size=32, seed=0, buffer_samples=50,
+        callback=points.append, batch_size=32, seed=0,
     )
     assert result.steps == steps_for(tasks[0], 2, 32) == 8
     assert result.step == 8 and not result.stopped and np.isfinite(result.loss)
@@ -56,6 +57,8 @@ def test_train_on_task_counts_steps_points_and_fills_buffer(tasks):
     assert set(points[-1].accuracies) == {"mnist", "fashion-mnist"}
     X, y = buffer.get("mnist")
     assert len(X) == len(y) == 50
+    # offered as the stream passed, during the first pass only: each sample once
+    assert buffer.state_dict()["tasks"]["mnist"]["seen"] == len(tasks[0].y_train) == 128
 
 
 def test_train_on_task_with_batchify_iterator_like_the_seed(tasks):
@@ -164,6 +167,55 @@ def test_methods_consolidate_after_each_task(three, method, mode, terms):
     assert np.isfinite(h.accuracy_matrix).all()
 
 
+class _Spy(MLP):
+    """An MLP that counts the learner API calls a run makes."""
+
+    calls: list[str]
+
+    def partial_fit(self, X, y):
+        self.calls.append("partial_fit")
+        return super().partial_fit(X, y)
+
+    def consolidate(self, X, y=None, fisher=None):
+        self.calls.append(f"consolidate {len(y)}")
+        return super().consolidate(X, y, fisher)
+
+
+def test_run_sequence_runs_the_learner_api(tasks):
+    """Steps through partial_fit, samples kept in learner.buffer as the batches pass (one
+    pass: each training sample offered once), then learner.consolidate on them."""
+    built = []
+
+    def factory():
+        built.append(_Spy(10, hidden=(8, 8), seed=0))
+        built[-1].calls = []
+        return built[-1]
+
+    run_sequence(tasks, model=factory, method="ewc", lam=1.0, epochs=2, batch_size=32,
+                 fisher_samples=40)
+    model = built[0]
+    steps = steps_for(tasks[0], 2, 32)
+    assert model.calls == (["partial_fit"] * steps + ["consolidate 40"]) * 2
+    assert model.buffer.tasks == ["mnist", "fashion-mnist"]
+    state = model.buffer.state_dict()["tasks"]
+    assert [state[t.name]["seen"] for t in tasks] == [len(t.y_train) for t in tasks]
+    assert len(model.ewc.tasks) == 2
+
+
+def test_run_sequence_leaves_the_global_rng_alone(tasks):
+    """Dropout's seeding happens inside a fork of torch's generator: the caller's state is
+    unchanged, and the run is still reproducible (TestNet has dropout)."""
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = run_sequence(tasks, model="testnet", method="ewc", lam=1.0, epochs=0.5, batch_size=32,
+                     fisher_samples=32, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.manual_seed(999)  # another global state: the run must not depend on it
+    b = run_sequence(tasks, model="testnet", method="ewc", lam=1.0, epochs=0.5, batch_size=32,
+                     fisher_samples=32, seed=5)
+    assert a.to_dict() == b.to_dict()
+
+
 def test_ewc_keeps_weights_closer_than_sgd(tasks):
     """Task B moves the weights that matter for task A less with the EWC penalty."""
     final, fisher = {}, {}
@@ -237,7 +289,7 @@ def test_cache_entries_are_not_changed_by_reuse(tasks):
         (dict(epochs=0), ValueError),
         (dict(fisher_samples=0), ValueError),
         (dict(model="resnet"), ValueError),
-        (dict(model="testnet", width=3), ValueError),
+        (dict(model="testnet", width=0), ValueError),
         (dict(seed=1.5), TypeError),
         (dict(seed=-1), ValueError),
     ],
