@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -144,7 +145,8 @@ class Prediction:
             f"<p><b>Predict:</b> {self.question}</p>{box}"
             "<p><i>Decide before you run the next cells; the answer comes after the run.</i></p>"
         )
-        bundle.pop("text/plain", None)
+        plain = re.sub(r"<[^>]+>", "", self.question)
+        bundle["text/plain"] = "Predict: " + plain + "".join(f"\n- {c}" for c in self.choices or ())
         return bundle
 
     # -- internals -------------------------------------------------------------------------------

@@ -83,7 +83,8 @@ def test_static_view_shows_the_question_and_hides_the_answer():
     bundle = quiz._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert all(c in bundle["text/html"] for c in CHOICES)
-    assert "to MNIST" in bundle["text/html"] and "text/plain" not in bundle
+    assert "to MNIST" in bundle["text/html"]
+    assert bundle["text/plain"].startswith("Predict: What happens to MNIST?\n- it stays")
 
 
 def test_answer_is_an_unfoldable_block():
