@@ -154,6 +154,13 @@ def test_penalty_and_losses_are_each_copys_own():
         theta = dict(copies[k].named_parameters())[name].detach()
         hand = lam * term.fisher[name] * (theta - term.anchor[name])
         torch.testing.assert_close(side.theta[name].grad[k], hand, rtol=1e-5, atol=1e-8)
+    # the fast path a step uses gives the same value and writes the same gradient
+    reference = {n: t.grad.clone() for n, t in side.theta.items()}
+    with torch.no_grad():
+        fast = side._penalty_into_grads()
+    torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-7)
+    for n, t in side.theta.items():
+        torch.testing.assert_close(t.grad, reference[n], rtol=1e-5, atol=1e-8)
     X, y = _task_b(1)[0]
     losses = side.partial_fit(X, y)
     serial = [copy.deepcopy(c).partial_fit(X, y) for c in copies]
