@@ -1,7 +1,7 @@
 """Multi-head networks for task-incremental learning: one output head per task, chosen
-by the task label (van de Ven & Tolias 2019, "Three scenarios for continual learning":
-in the task-incremental scenario the task identity is given at test time, and "the
-standard setup" is a network with a separate output layer for each task).
+by the task label. In the task-incremental scenario of van de Ven & Tolias 2019 ("Three
+scenarios for continual learning") the task identity is given at test time, so each task
+can have its own output layer (a "multi-headed" network).
 
 :class:`MultiHead` takes any registered learner class as its body ("MLP", "TestNet",
 "AlexNet", or a user's own) built with ``heads × classes_per_head`` outputs, and its

@@ -6,8 +6,9 @@ trainable parameter keyed and shaped like ``model.named_parameters()``, so a lea
 anchors them with ``learner.ewc.add_task(importance)`` (same anchors, same modes) and
 the penalty stays ``λ/2 · Σ_i Ω_i (θ_i − θ*_i)²``.
 
-**SI** (Zenke, Poole & Ganguli, ICML 2017, eqs. 3-5). While task μ is trained, each
-weight's contribution to the drop of the task loss L_μ is summed along the trajectory,
+**SI** (Zenke, Poole & Ganguli, ICML 2017, "Continual Learning Through Synaptic
+Intelligence"). While task μ is trained, each weight's contribution to the drop of the
+task loss L_μ is summed along the trajectory,
 
     ω_k^μ = Σ_t −g_k(t) · Δθ_k(t),    g = ∂L_μ/∂θ (the task loss, **not** the penalised loss),
 
@@ -22,8 +23,9 @@ takes g from the unregularised loss and clips the running Ω at zero; here each 
 is clipped at zero (a negative ω, possible with momentum or Adam, would push a weight
 *away* from its anchor, and ``EWC.add_task`` accepts no negative importance).
 
-**MAS** (Aljundi et al., ECCV 2018, eqs. 3-4). The sensitivity of the learned function's
-output to each weight, on unlabelled samples x_1..x_N:
+**MAS** (Aljundi et al., ECCV 2018, "Memory Aware Synapses: Learning what (not) to
+forget"). The sensitivity of the learned function's output to each weight, on unlabelled
+samples x_1..x_N:
 
     Ω_i = 1/N Σ_n | ∂ ‖f(x_n; θ)‖²₂ / ∂θ_i |,
 

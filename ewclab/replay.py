@@ -1,7 +1,7 @@
-"""Experience replay from the task buffer: while task t is trained, each step mixes in a
-batch of stored samples of the tasks before t (exact replay, the "replay" baseline of van
-de Ven & Tolias 2019; Robins 1995, "rehearsal"). The buffer is the learner's
-:class:`~ewclab.buffer.TaskBuffer`, the store the seed's notes keep for the Fisher.
+"""Experience replay (rehearsal, Robins 1995) from the task buffer: while task t is
+trained, each step mixes in a batch of stored samples of the tasks before t. The buffer
+is a :class:`~ewclab.buffer.TaskBuffer`, the per-task sample store that also feeds the
+Fisher.
 
 A training loop needs two lines per step::
 
