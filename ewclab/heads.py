@@ -11,7 +11,9 @@ k·c … (k+1)·c − 1 of the body's last layer: only the current head's rows (
 layers below) receive gradients, the other heads' Fisher is zero, and everything the
 learner does (``partial_fit``, ``predict``, ``score``, ``consolidate``, ``save``/``load``)
 works unchanged for the current head. Set the head with ``model.task = k`` (it stays) or
-``with model.use_head(k): ...`` (put back afterwards).
+``with model.use_head(k): ...`` (put back afterwards). A batch that mixes tasks (the
+current task's samples and replayed ones) routes sample n to head ``heads[n]`` inside
+``with model.use_heads(heads): model.partial_fit(X, y)``.
 
 >>> model = MultiHead("MLP", heads=5, classes_per_head=2, seed=0)    # doctest: +SKIP
 >>> model.task = 1; model.partial_fit(X_23, y_01)                     # doctest: +SKIP
@@ -21,11 +23,12 @@ works unchanged for the current head. Set the head with ``model.task = k`` (it s
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+import torch
 from torch import Tensor
 
 import ewclab.models  # noqa: F401  (registers MLP, TestNet and AlexNet with persist)
@@ -111,13 +114,24 @@ class MultiHead(Learner):
     ) -> InputSpec:
         self._base = _base_class(base)
         self.heads, self.classes_per_head, self._task = heads, classes_per_head, 0
+        self._sample_heads: Tensor | None = None  # per-sample heads inside use_heads
         spec = self._base.build(self, num_classes=heads * classes_per_head, **base_arch)
         return replace(spec, num_classes=classes_per_head)
 
     def forward(self, x: Tensor) -> Tensor:
         logits = self._base.forward(self, x)  # (N, heads * classes_per_head)
-        first = self._task * self.classes_per_head
-        return logits[:, first : first + self.classes_per_head]  # (N, classes_per_head)
+        if self._sample_heads is None:
+            first = self._task * self.classes_per_head
+            return logits[:, first : first + self.classes_per_head]  # (N, classes_per_head)
+        heads = self._sample_heads
+        if len(heads) != len(logits):
+            raise ValueError(
+                f"use_heads was given {len(heads)} heads, the batch has {len(logits)} samples; "
+                "give one head per sample of the batch passed to partial_fit"
+            )
+        per_head = logits.view(len(logits), self.heads, self.classes_per_head)  # (N, heads, c)
+        rows = torch.arange(len(logits), device=logits.device)  # (N,)
+        return per_head[rows, heads.to(logits.device)]  # (N, classes_per_head)
 
     @property
     def task(self) -> int:
@@ -137,6 +151,34 @@ class MultiHead(Learner):
             yield self
         finally:
             self._task = before
+
+    @contextmanager
+    def use_heads(self, heads: Sequence[int] | Tensor) -> Iterator[MultiHead]:
+        """Route sample n to head ``heads[n]`` in the forward passes inside the block.
+
+        For one training step on a batch that mixes tasks, e.g. replayed samples of
+        earlier tasks (see :mod:`ewclab.replay`) behind the current task's::
+
+            with model.use_heads([k] * len(y) + [task_id[name] for name in replay.tasks]):
+                model.partial_fit(*with_replay(X, y, replay))
+
+        Every forward pass inside must see exactly ``len(heads)`` samples in that order
+        (``partial_fit`` does; ``fit`` and ``predict`` batch and shuffle, so use
+        :meth:`use_head` for them). Raises ``TypeError`` / ``ValueError`` for heads that
+        are not ints in ``[0, heads)``; the model is unchanged.
+        """
+        if isinstance(heads, (str, bytes)) or not isinstance(heads, (Sequence, Tensor)):
+            raise TypeError(f"heads must be a sequence of head indices, got {heads!r:.80}")
+        index = [check_int(h.item() if isinstance(h, Tensor) else h, f"heads[{n}]",
+                           low=0, high=self.heads - 1) for n, h in enumerate(heads)]
+        if not index:
+            raise ValueError("heads must name the head of at least one sample, got []")
+        before = self._sample_heads
+        self._sample_heads = torch.tensor(index, dtype=torch.int64)
+        try:
+            yield self
+        finally:
+            self._sample_heads = before
 
 
 def _base_class(base: Any) -> type[Learner]:

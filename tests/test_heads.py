@@ -144,3 +144,48 @@ def test_bad_settings_are_refused_before_building(kwargs, error, match):
     with pytest.raises(error, match=match):
         MultiHead(**kwargs)
     assert torch.equal(torch.random.get_rng_state(), rng)
+
+
+def test_use_heads_routes_each_sample_of_a_mixed_batch():
+    model = multi()
+    x = torch.rand(5, 1, 2, 2)
+    heads = [2, 0, 0, 1, 2]
+    model.task = 1
+    with model.use_heads(heads):
+        mixed = model(x)
+    assert mixed.shape == (5, 2) and model.task == 1 and model._sample_heads is None
+    for n, k in enumerate(heads):
+        with model.use_head(k):
+            torch.testing.assert_close(mixed[n], model(x)[n])
+    with model.use_heads(torch.tensor(heads)):
+        torch.testing.assert_close(model(x), mixed)
+
+
+def test_one_step_on_a_mixed_batch_trains_only_the_heads_it_names():
+    model = multi()
+    last = model.net[-1]
+    before = last.weight.detach().clone()
+    X, y = torch.rand(6, 1, 2, 2), torch.tensor([0, 1, 0, 1, 0, 1])
+    with model.use_heads([0, 0, 0, 2, 2, 2]):
+        model.partial_fit(X, y)
+    assert torch.equal(last.weight[[2, 3]], before[[2, 3]])  # head 1 untouched
+    assert not torch.equal(last.weight[[0, 1]], before[[0, 1]])
+    assert not torch.equal(last.weight[[4, 5]], before[[4, 5]])
+
+
+@pytest.mark.parametrize("heads, error", [([0, 3], ValueError), ([0, -1], ValueError),
+                                          ([0, 1.0], TypeError), ("01", TypeError),
+                                          (3, TypeError), ([], ValueError)])
+def test_use_heads_refuses_bad_heads(heads, error):
+    model = multi()
+    with pytest.raises(error, match="heads"), model.use_heads(heads):
+        pass
+    assert model._sample_heads is None
+
+
+def test_use_heads_needs_one_head_per_sample_and_changes_nothing_when_refused():
+    model = multi()
+    weights = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match="one head per sample"), model.use_heads([0, 1]):
+        model.partial_fit(torch.rand(3, 1, 2, 2), torch.tensor([0, 1, 0]))
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
