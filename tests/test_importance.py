@@ -12,7 +12,7 @@ from torch import nn
 
 from ewclab.ewc import EWC
 from ewclab.importance import PathIntegral, mas_importance, mas_importance_reference
-from ewclab.models import MLP, TestNet
+from ewclab.models import MLP, AlexNet, TestNet
 
 
 def two_weights(w1: float, w2: float) -> nn.Linear:
@@ -186,14 +186,17 @@ def test_mas_uses_the_squared_l2_norm_of_a_vector_output():
     torch.testing.assert_close(omega["weight"], torch.tensor([[2.0, 2.0], [4.0, 4.0]]))
 
 
-@pytest.mark.parametrize("name", ["mlp", "testnet"])
-def test_mas_batched_equals_the_per_sample_loop(name):
+@pytest.mark.parametrize("name, batch_size", [("mlp", 3), ("mlp", None), ("testnet", 3),
+                                              ("alexnet", None)])
+def test_mas_batched_equals_the_per_sample_loop(name, batch_size):
     torch.manual_seed(0)
     if name == "mlp":
         model, X = MLP(hidden=(16,), seed=0, device="cpu"), torch.rand(7, 1, 28, 28)
-    else:
+    elif name == "testnet":
         model, X = TestNet(seed=0, device="cpu"), torch.rand(7, 1, 28, 28)
-    fast = mas_importance(model, X, batch_size=3)
+    else:
+        model, X = AlexNet(width=0.125, seed=0, device="cpu"), torch.rand(5, 3, 28, 28)
+    fast = mas_importance(model, X, batch_size=batch_size)
     slow = mas_importance_reference(model, X)
     assert list(fast) == [n for n, _ in model.named_parameters()]
     for n, p in model.named_parameters():
