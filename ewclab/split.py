@@ -93,7 +93,8 @@ def split_tasks(
         :func:`~ewclab.data.split_task` refuses.
     """
     check_option(scenario, "scenario", SPLIT_SCENARIOS)
-    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence) or not pairs:
+    if (isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence) or not pairs
+            or not all(isinstance(p, Sequence) and not isinstance(p, str) for p in pairs)):
         raise TypeError(f"pairs must be a non-empty sequence of class lists, got {pairs!r}")
     seen = [c for pair in pairs for c in pair]
     if len(set(seen)) != len(seen):

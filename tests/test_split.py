@@ -78,8 +78,9 @@ def test_split_tasks_custom_pairs_and_refusals(mnist):
         split_tasks(mnist, 3)
     with pytest.raises(ValueError, match="share"):
         split_tasks(mnist, "task", pairs=[(0, 1), (1, 2)])
-    with pytest.raises(TypeError, match="pairs"):
-        split_tasks(mnist, "task", pairs=[])
+    for pairs in ([], [1, 2], "01", [(0, 1), "23"]):
+        with pytest.raises(TypeError, match="pairs"):
+            split_tasks(mnist, "task", pairs=pairs)
     with pytest.raises(ValueError, match="outside"):
         split_tasks(mnist, "task", pairs=[(0, 10)])
 
