@@ -19,6 +19,7 @@ A does not depend on λ or on the later tasks' settings, so a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,8 @@ from ewclab.history import History
 from ewclab.learner import Learner
 from ewclab.plan import MODELS, ModelSpec, Plan, make_model, plan
 from ewclab.settings import DEMO, METHODS, defaults
+from ewclab.side_by_side import SideBySide
+from ewclab.sweep_training import SweepPoint, train_side_by_side
 from ewclab.training import (
     Point,
     TaskResult,
@@ -43,6 +46,7 @@ from ewclab.training import (
     steps_for,
     train_on_task,
 )
+from ewclab.validation import FLOAT32_MAX, check_option, check_real
 
 __all__ = [
     "DEFAULTS",
@@ -54,8 +58,10 @@ __all__ = [
     "evaluate",
     "make_model",
     "plan",
+    "run_plan",
     "run_sequence",
     "steps_for",
+    "sweep",
     "train_on_task",
 ]
 
@@ -171,9 +177,23 @@ def run_sequence(
     p = plan(tasks, model, method, lam, epochs, fisher, fisher_samples, seed, width=width,
              lr=lr, optimizer=optimizer, batch_size=batch_size, gamma=gamma,
              eval_every=eval_every, eval_samples=eval_samples, source=source, root=root)
+    return run_plan(p, callback, stop, cache)
+
+
+def run_plan(
+    p: Plan,
+    callback: Callable[[Point], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    cache: TaskACache | None = None,
+) -> History:
+    """:func:`run_sequence` for settings already resolved by :func:`ewclab.plan.plan`.
+
+    For a front end that shows the plan before running it (the CLI's settings line and
+    progress bar, the playground's step count): ``p = plan(...)``, then ``run_plan(p)``.
+    """
     history = History(p.names, p.settings())
-    key = cache_key(p.model, fingerprint(p.tasks), history.settings, eval_every,
-                    eval_samples) if cache is not None else None
+    key = cache_key(p.model, fingerprint(p.tasks), history.settings, p.eval_every,
+                    p.eval_samples) if cache is not None else None
     entry = cache.get(key) if cache is not None else None
     if entry is None:
         learner, at = p.learner(), _At(0, 0, math.nan)
@@ -304,3 +324,171 @@ def _clone(fisher: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _last_point(history: History) -> dict[str, float]:
     return {t: history.accuracy[t][-1] for t in history.tasks}
+
+
+# -- a λ sweep: one History per λ, the copies trained side by side ----------------------------
+def sweep(
+    lams: Sequence[float],
+    tasks: str | Sequence[Task] = DEFAULTS["tasks"],
+    model: ModelSpec = DEFAULTS["model"],
+    method: str = DEFAULTS["method"],
+    epochs: float | Sequence[float] | None = None,
+    fisher: str | None = None,
+    fisher_samples: int | None = None,
+    seed: int = DEFAULTS["seed"],
+    callback: Callable[[Point | SweepPoint], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    *,
+    width: float | None = None,
+    lr: float | None = None,
+    optimizer: str | None = None,
+    batch_size: int | None = None,
+    gamma: float = DEFAULTS["gamma"],
+    eval_every: int | None = None,
+    eval_samples: int | None = None,
+    cache: TaskACache | None = None,
+    source: str = "bundled",
+    root: str | None = None,
+) -> list[History]:
+    """:func:`run_sequence` for several λ at once: one History per λ, each the one
+    ``run_sequence(tasks, model, method, lam, ...)`` returns (lesson 04).
+
+    Task A does not depend on λ: it is trained once (by ``run_sequence``'s own steps, or
+    taken from ``cache``) and every λ starts from a copy of it. The later tasks train the
+    K copies side by side (:class:`~ewclab.side_by_side.SideBySide`: the same batches and
+    dropout masks, one batched forward and backward per step), so each copy's curves,
+    accuracy matrix and Fisher are its serial run's up to float rounding (tested within
+    0.5 points per entry of the accuracy matrix).
+
+    Parameters
+    ----------
+    lams : sequence of float
+        The λ values (each finite and >= 0), one run each.
+    method : {"ewc", "online-ewc", "l2"}
+        The penalty the λ scale ("sgd" has no λ to sweep: include λ = 0 instead).
+    callback : callable, optional
+        Called with a :class:`~ewclab.training.Point` after each evaluation of task A
+        (shared by every λ; ``point.history`` is task A's run) and with a
+        :class:`~ewclab.sweep_training.SweepPoint` (every λ's accuracies) after each one
+        of the later tasks.
+    stop : callable, optional
+        Polled before each step; True ends every run after the step in progress (their
+        unfinished rows stay NaN).
+    tasks, model, epochs, fisher, fisher_samples, seed, width, lr, optimizer, batch_size,
+    gamma, eval_every, eval_samples, cache, source, root
+        As for :func:`run_sequence`.
+
+    Returns
+    -------
+    list of History
+        One per λ, in the order given.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad argument, before any training; ``ValueError`` also when a λ breaks the
+        SGD stability bound once a task's Fisher is known (the message names the λ),
+        before the next task trains.
+    """
+    lams = _check_lams(lams)
+    method = check_option(method, "method", SWEEP_METHODS)
+    plans = [plan(tasks, model, method, lams[0], epochs, fisher, fisher_samples, seed,
+                  width=width, lr=lr, optimizer=optimizer, batch_size=batch_size, gamma=gamma,
+                  eval_every=eval_every, eval_samples=eval_samples, source=source, root=root)]
+    plans += [dataclasses.replace(plans[0], lam=lam) for lam in lams[1:]]
+    first = plans[0]
+    cache = TaskACache(maxsize=1) if cache is None else cache
+    key = cache_key(first.model, fingerprint(first.tasks), first.settings(), eval_every,
+                    eval_samples)
+    entry = cache.get(key)
+    cached = entry is not None
+    if entry is None:
+        entry, history_a = _task_a(first, callback, stop)
+        if entry is None:  # stopped while training task A
+            return [_replay_started(p, history_a) for p in plans]
+        cache.put(key, entry)
+    histories = [History(p.names, p.settings()) for p in plans]
+    learners = []
+    for p, history in zip(plans, histories, strict=True):
+        learner, at = _restore(p, entry, history, callback if cached and not learners else None)
+        learners.append(learner)
+    for i in range(1, len(first.tasks)):
+        for p, learner in zip(plans, learners, strict=True):
+            try:
+                _check_stable(learner, first.tasks[i].name)
+            except ValueError as err:
+                raise type(err)(f"λ = {p.lam:g}: {err}") from None
+        results = _train_side_by_side(plans, i, learners, histories, at, callback, stop)
+        at = _At(i + 1, results[0].step, results[0].loss)
+        if results[0].stopped:
+            logger.info("sweep stopped at step %d while training %r", at.step,
+                        first.tasks[i].name)
+            break
+        for p, learner, history, result in zip(plans, learners, histories, results,
+                                               strict=True):
+            _finish(p, i, learner, history, result)
+            _consolidate(p, i, learner, history)
+    return histories
+
+
+#: The methods a sweep scales with λ.
+SWEEP_METHODS = ("ewc", "online-ewc", "l2")
+
+
+def _check_lams(lams: Any) -> list[float]:
+    """A non-empty sequence of finite λ >= 0, as floats."""
+    if isinstance(lams, (str, bytes)) or not isinstance(lams, Sequence) or not lams:
+        raise TypeError(f"lams must be a non-empty sequence of numbers, got {lams!r}")
+    return [float(check_real(lam, f"lams[{k}]", low=0, high=FLOAT32_MAX))
+            for k, lam in enumerate(lams)]
+
+
+def _task_a(p: Plan, callback: Callable[[Point], None] | None,
+            stop: Callable[[], bool] | None) -> tuple[Entry | None, History]:
+    """Task A trained once, by run_sequence's steps: its cache entry (None when stopped)
+    and its history."""
+    learner, history = p.learner(), History(p.names, p.settings())
+    result = _train(p, 0, learner, history, _At(0, 0, math.nan), callback, stop)
+    if result.stopped:
+        return None, history
+    _finish(p, 0, learner, history, result)
+    fisher_a = _consolidate(p, 0, learner, history)
+    return _entry(learner, fisher_a, history, _At(1, result.step, result.loss)), history
+
+
+def _replay_started(p: Plan, task_a: History) -> History:
+    """λ's history of a sweep stopped during task A: task A's points, no finished row."""
+    saved = task_a.to_dict()
+    history = History(p.names, p.settings())
+    history.start_task(p.names[0], saved["boundaries"][0])
+    for k, s in enumerate(saved["steps"]):
+        history.record(s, {t: saved["accuracy"][t][k] for t in history.tasks})
+    return history
+
+
+def _train_side_by_side(plans: list[Plan], i: int, learners: list[Learner],
+                        histories: list[History], at: _At,
+                        callback: Callable[[SweepPoint], None] | None,
+                        stop: Callable[[], bool] | None) -> list[TaskResult]:
+    """Task ``i`` for every λ at once: :func:`_train`'s batches, buffer and seeding, the
+    copies side by side; each learner then holds its own run's state (buffer included)."""
+    p, task = plans[0], plans[0].tasks[i]
+    for history in histories:
+        history.start_task(task.name, at.step)
+    logger.info("task %d/%d %r: %g epoch(s) from step %d (%s, λ = %s), side by side",
+                i + 1, len(p.tasks), task.name, p.epochs[i], at.step, p.method,
+                ", ".join(f"{q.lam:g}" for q in plans))
+    side = SideBySide(learners)
+    with torch.random.fork_rng(devices=_cuda_devices(learners[0])):
+        torch.manual_seed(p.task_seed(i))
+        results = train_side_by_side(
+            side, task, p.epochs[i], histories, buffer=learners[0].buffer,
+            eval_tasks=p.tasks, eval_every=p.eval_every, callback=callback, stop=stop,
+            batch_size=p.batch_size, seed=p.task_seed(i), eval_samples=p.eval_samples,
+            start_step=at.step,
+        )
+    side.write_back()
+    kept = learners[0].buffer.state_dict()  # every copy saw the same batches
+    for learner in learners[1:]:
+        learner.buffer.load_state_dict(kept)
+    return results
