@@ -273,7 +273,7 @@ def _pct(x: float) -> str:
 def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> int:
     from tqdm.auto import tqdm
 
-    from ewclab.experiment import run_sequence, steps_for
+    from ewclab.experiment import plan, run_plan
     from ewclab.scenarios import get_scenario
 
     method = _method(args, parser)
@@ -292,21 +292,25 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
             f"--tasks {args.tasks}: expected a sequence of at least two tasks such as "
             "'mnist->fashion', 'fashion->mnist', 'permuted:5' or 'split'"
         )
-    row = defaults(args.tasks, args.model, method)
-    epochs_a = row.epochs if args.epochs is None else args.epochs
-    epochs = [epochs_a] + [args.epochs_b or epochs_a] * (len(tasks) - 1)
-    lam = row.lam if args.lam is None else args.lam
-    lr = row.lr if args.lr is None else args.lr
-    batch_size = row.batch_size if args.batch_size is None else args.batch_size
+    epochs = None
+    if args.epochs is not None or args.epochs_b is not None:
+        epochs_a = defaults(args.tasks, args.model, method).epochs if args.epochs is None \
+            else args.epochs
+        epochs = [epochs_a] + [args.epochs_b or epochs_a] * (len(tasks) - 1)
+    try:
+        p = plan(tasks, model=args.model, method=method, lam=args.lam, epochs=epochs,
+                 fisher=args.fisher, fisher_samples=args.fisher_samples, seed=args.seed,
+                 width=args.width, lr=args.lr, batch_size=args.batch_size)
+    except (TypeError, ValueError) as err:
+        parser.error(str(err))
     if not args.quiet:
         print(
-            f"{' -> '.join(t.name for t in tasks)} | {args.model} | "
-            f"{method}" + ("" if method == "sgd" else f", λ = {lam:g}") + " | "
-            f"epochs {'/'.join(f'{e:g}' for e in epochs)}",
+            f"{' -> '.join(p.names)} | {args.model} | "
+            f"{method}" + ("" if method == "sgd" else f", λ = {p.lam:g}") + " | "
+            f"epochs {'/'.join(f'{e:g}' for e in p.epochs)}",
             file=sys.stderr,
         )
-    total = sum(steps_for(t, e, batch_size) for t, e in zip(tasks, epochs, strict=True))
-    bar = tqdm(total=total, unit="step", file=sys.stderr, disable=args.quiet, leave=False)
+    bar = tqdm(total=p.steps(), unit="step", file=sys.stderr, disable=args.quiet, leave=False)
 
     def progress(point: Point) -> None:
         bar.update(point.step - bar.n)
@@ -315,12 +319,7 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
         )
 
     try:
-        history = run_sequence(
-            tasks, model=args.model, method=method, lam=lam, epochs=epochs,
-            fisher=args.fisher, fisher_samples=args.fisher_samples, seed=args.seed,
-            callback=progress, width=args.width, lr=lr, batch_size=batch_size,
-            cache=cache,
-        )
+        history = run_plan(p, callback=progress, cache=cache)
     except KeyboardInterrupt:
         bar.close()
         print("interrupted", file=sys.stderr)

@@ -23,6 +23,7 @@ from ewclab.learner import Learner
 from ewclab.models import MLP, AlexNet, TestNet
 from ewclab.scenarios import get_scenario
 from ewclab.settings import DEMO, METHODS, defaults, scenario_kind
+from ewclab.training import steps_for
 from ewclab.validation import check_int, check_option, check_real, check_seed
 
 __all__ = ["MODELS", "ModelSpec", "Plan", "make_model", "plan"]
@@ -118,6 +119,11 @@ class Plan:
     def mode(self) -> str | None:
         """The EWC mode of ``method`` (None for plain SGD)."""
         return METHODS[self.method]
+
+    def steps(self) -> int:
+        """Optimisation steps of the whole run (every task's epochs in batches)."""
+        return sum(steps_for(t, e, self.batch_size)
+                   for t, e in zip(self.tasks, self.epochs, strict=True))
 
     def task_seed(self, i: int) -> int:
         """Seed of task ``i``'s batch order and dropout: seed + i, wrapped to 64 bits."""

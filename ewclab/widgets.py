@@ -4,7 +4,7 @@
 >>> playground = EWCPlayground()      # doctest: +SKIP
 >>> playground                        # doctest: +SKIP   (shows the dashboard)
 
-The widgets are thin: a run calls :func:`ewclab.experiment.run_sequence` in a background
+The widgets are thin: a run calls :func:`ewclab.experiment.run_plan` in a background
 thread (so Stop works and the kernel stays free) and draws with :mod:`ewclab.plots`. A
 :class:`~ewclab.experiment.TaskACache` keeps the model trained on task A, so moving λ or
 task B's epochs re-trains task B only. What a run uses besides the controls (learning
@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from ewclab import plots
 from ewclab.data import Task
-from ewclab.experiment import DEFAULTS, Point, TaskACache, run_sequence, steps_for
+from ewclab.experiment import DEFAULTS, Point, TaskACache, plan, run_plan
 from ewclab.fisher import KINDS
 from ewclab.history import History
 from ewclab.scenarios import get_scenario
@@ -391,19 +391,15 @@ class EWCPlayground:
             self.result.value = html.escape(f"Run {run} failed: {first_line(err)}")
 
     def _train(self, run: int, s: Mapping) -> None:
-        tasks = self._tasks(s["pair"])
+        p = plan(
+            self._tasks(s["pair"]), s["model"], s["method"], s["lam"],
+            (s["epochs_a"], s["epochs_b"]), s["fisher"], s["fisher_samples"], self.seed,
+            width=s["width"], lr=s["lr"], optimizer=s["optimizer"], batch_size=s["batch_size"],
+        )
         self.progress.value = 0
-        self.progress.max = sum(
-            steps_for(t, e, s["batch_size"])
-            for t, e in zip(tasks, (s["epochs_a"], s["epochs_b"]), strict=True)
-        )
+        self.progress.max = p.steps()
         self._last_draw = -math.inf
-        history = run_sequence(
-            tasks, s["model"], s["method"], s["lam"], (s["epochs_a"], s["epochs_b"]),
-            s["fisher"], s["fisher_samples"], self.seed, callback=self._on_point,
-            stop=self._halt.is_set, cache=self.cache, width=s["width"], lr=s["lr"],
-            optimizer=s["optimizer"], batch_size=s["batch_size"],
-        )
+        history = run_plan(p, callback=self._on_point, stop=self._halt.is_set, cache=self.cache)
         self.history = self._live = history
         self._learn_limit(s, history)
         self._draw(history)

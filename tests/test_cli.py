@@ -104,14 +104,15 @@ def test_defaults_come_from_the_settings_table(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake_run_sequence(tasks, **kwargs):
-        seen.update(kwargs)
+    def fake_run_plan(p, **kwargs):
+        seen["plan"] = p
         raise KeyboardInterrupt  # stop before any training
 
-    monkeypatch.setattr(ewclab.experiment, "run_sequence", fake_run_sequence)
+    monkeypatch.setattr(ewclab.experiment, "run_plan", fake_run_plan)
     assert main(["demo", "--tasks", "fashion->mnist", "--ewc", "--quiet"]) == 130
     row = defaults("fashion->mnist", "mlp", "ewc")
-    assert (seen["lam"], seen["lr"], seen["epochs"][0]) == (row.lam, row.lr, row.epochs)
+    p = seen["plan"]
+    assert (p.lam, p.lr, p.epochs[0]) == (row.lam, row.lr, row.epochs)
     assert row.lam != defaults("mnist->fashion", "mlp", "ewc").lam
 
 

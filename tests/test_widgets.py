@@ -244,7 +244,7 @@ def test_failures_never_pile_up(tasks, monkeypatch):
     def diverging(*args, **kwargs):
         raise FloatingPointError("training diverged: the loss is nan")
 
-    monkeypatch.setattr(widgets, "run_sequence", diverging)
+    monkeypatch.setattr(widgets, "run_plan", diverging)
     pg = _playground(tasks)
     for run in (1, 2, 3):
         assert pg.run()
@@ -334,15 +334,17 @@ def test_runs_use_their_rows_settings(table, monkeypatch):
         calls.append((args, kwargs))
         raise RuntimeError("recorded")
 
-    monkeypatch.setattr(widgets, "run_sequence", record)
+    monkeypatch.setattr(widgets, "run_plan", record)
     pg = EWCPlayground(tasks="fashion->mnist", model="testnet")
     for method in ("ewc", "sgd"):
         pg.ewc_toggle.value = method == "ewc"
         assert pg.run() and pg.wait(60)
-        args, kwargs = calls[-1]
+        (p,), _ = calls[-1]
         row = table("fashion->mnist", "testnet", method)
-        assert args[1:5] == ("testnet", method, row.lam, (row.epochs, row.epochs))
-        assert (kwargs["lr"], kwargs["width"], kwargs["optimizer"], kwargs["batch_size"]) == (
+        lam = row.lam if method == "ewc" else 0.0
+        assert (p.model, p.method, p.lam, p.epochs) == ("testnet", method, lam,
+                                                        (row.epochs, row.epochs))
+        assert (p.lr, p.width, p.optimizer, p.batch_size) == (
             row.lr, row.width, row.optimizer, row.batch_size)
 
 
@@ -418,7 +420,7 @@ def test_run_landing_as_a_run_ends_keeps_run_disabled(tasks, monkeypatch):
         assert gates[run - 1].wait(60)
         raise RuntimeError(f"run {run} over")
 
-    monkeypatch.setattr(widgets, "run_sequence", gated)
+    monkeypatch.setattr(widgets, "run_plan", gated)
     pg = _playground(tasks)
     pg._lock = lock = _PausingLock(pg)
     assert pg.run()
