@@ -220,7 +220,7 @@ def plot_accuracy_overlay(
     ax.set_yticks(range(0, 101, 20))
     ax.set_xlabel("training step (mini-batches)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("The same task-A network, trained on task B " + " vs ".join(runs), pad=18)
+    ax.set_title("Test accuracy while training tasks in sequence: " + " vs ".join(runs), pad=18)
     fig.legend(loc="outside lower center", ncols=3, fontsize=9)
     return fig
 
