@@ -13,9 +13,52 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["dominating", "tradeoff_points"]
+from ewclab.validation import FLOAT32_MAX, check_real
+
+__all__ = ["dominating", "lam_grid", "parse_lams", "tradeoff_points"]
 
 Point = tuple[float, float, float]  # (λ, accuracy on task A after the last task, last task's)
+
+#: Fractions of a combination's table λ that :func:`lam_grid` sweeps (with 0 first).
+GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def lam_grid(top: float) -> list[float]:
+    """The default sweep below a table λ ``top``: 0, then ``top`` times :data:`GRID`
+    (two decades up to ``top``, which sits 2 to 3.5x below the SGD stability bound)."""
+    top = float(check_real(top, "top", low=0, low_open=True, high=FLOAT32_MAX))
+    return [0.0] + [float(f"{top * f:.3g}") for f in GRID]
+
+
+def parse_lams(text: str, name: str = "lambdas") -> list[float]:
+    """A λ grid as typed, ``"0,10,100"`` (commas and/or spaces): finite numbers >= 0.
+
+    Raises
+    ------
+    TypeError
+        ``text`` is not a string.
+    ValueError
+        ``<name> must be ...`` naming the first entry that is not a number >= 0, or an
+        empty or repeated grid.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a string such as '0,10,100', got {text!r}")
+    parts = [p for p in text.replace(",", " ").split() if p]
+    if not parts:
+        raise ValueError(f"{name} must list at least one λ such as '0,10,100', got {text!r}")
+    lams = []
+    for part in parts:
+        try:
+            lam = float(part)
+        except ValueError:
+            lam = math.nan
+        if not 0 <= lam <= FLOAT32_MAX:
+            raise ValueError(f"{name} must be numbers >= 0 separated by commas, got {part!r} "
+                             f"in {text!r}")
+        lams.append(lam)
+    if len(set(lams)) != len(lams):
+        raise ValueError(f"{name} must not repeat a λ, got {text!r}")
+    return lams
 
 
 def tradeoff_points(lams: Sequence[float], histories: Sequence[Any]) -> list[Point]:

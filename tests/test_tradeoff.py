@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from ewclab.history import History
 from ewclab.plots.pareto import plot_pareto
-from ewclab.tradeoff import dominating, tradeoff_points
+from ewclab.tradeoff import dominating, lam_grid, parse_lams, tradeoff_points
 
 
 def _history(a_after: float, b: float) -> History:
@@ -66,3 +66,25 @@ def test_plot_pareto_draws_one_curve_per_method_in_lambda_order():
 def test_plot_pareto_refuses_bad_curves(curves):
     with pytest.raises(ValueError, match="curves"):
         plot_pareto(curves)
+
+
+def test_lam_grid_spans_two_decades_up_to_the_table_lambda():
+    assert lam_grid(2000.0) == [0.0, 20.0, 60.0, 200.0, 600.0, 2000.0]
+    for bad, error in ((0.0, ValueError), (-1.0, ValueError), ("1", TypeError)):
+        with pytest.raises(error, match="top must be"):
+            lam_grid(bad)
+
+
+def test_parse_lams_reads_commas_and_spaces():
+    assert parse_lams("0,10, 100 1e3") == [0.0, 10.0, 100.0, 1000.0]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", "at least one"), (" , ", "at least one"), ("1,-2", "'-2'"), ("1,x", "'x'"),
+    ("nan", "'nan'"), ("inf", "'inf'"), ("1e39", "'1e39'"), ("1,1.0", "repeat"),
+])
+def test_parse_lams_names_the_bad_entry(text, match):
+    with pytest.raises(ValueError, match=f"lambdas must .*{match}"):
+        parse_lams(text)
+    with pytest.raises(TypeError, match="lambdas must be a string"):
+        parse_lams([1.0])
