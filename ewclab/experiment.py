@@ -18,20 +18,18 @@ A does not depend on λ or on the later tasks' settings, so a
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
+from ewclab import steps
 from ewclab.cache import Entry, TaskACache, fingerprint
 from ewclab.cache import key as cache_key
 from ewclab.data import Task
-from ewclab.fisher import fisher_diagonal
 from ewclab.history import History
 from ewclab.learner import Learner
 from ewclab.plan import MODELS, ModelSpec, Plan, make_model, plan
@@ -42,7 +40,6 @@ from ewclab.training import (
     Point,
     TaskResult,
     evaluate,
-    percentages,
     steps_for,
     train_on_task,
 )
@@ -196,134 +193,22 @@ def run_plan(
                     p.eval_samples) if cache is not None else None
     entry = cache.get(key) if cache is not None else None
     if entry is None:
-        learner, at = p.learner(), _At(0, 0, math.nan)
+        learner, at = p.learner(), steps.At(0, 0, math.nan)
     else:
-        learner, at = _restore(p, entry, history, callback)
+        learner, at = steps.restore(p, entry, history, callback)
     for i in range(at.task, len(p.tasks)):
         if i > 0:
-            _check_stable(learner, p.tasks[i].name)
-        result = _train(p, i, learner, history, at, callback, stop)
-        at = _At(i + 1, result.step, result.loss)
+            steps.check_stable(learner, p.tasks[i].name)
+        result = steps.train_task(p, i, learner, history, at, callback, stop)
+        at = steps.At(i + 1, result.step, result.loss)
         if result.stopped:
             logger.info("stopped at step %d while training %r", at.step, p.tasks[i].name)
             break
-        _finish(p, i, learner, history, result)
-        fisher_i = _consolidate(p, i, learner, history)
+        steps.finish_task(p, i, learner, history, result)
+        fisher_i = steps.consolidate_task(p, i, learner, history)
         if i == 0 and cache is not None:
-            cache.put(key, _entry(learner, fisher_i, history, at))
+            cache.put(key, steps.cache_entry(learner, fisher_i, history, at))
     return history
-
-
-@dataclass(frozen=True)
-class _At:
-    """Where a run stands: the next task to train, the global step, the last loss."""
-
-    task: int
-    step: int
-    loss: float
-
-
-def _train(p: Plan, i: int, learner: Learner, history: History, at: _At,
-           callback: Callable[[Point], None] | None, stop: Callable[[], bool] | None,
-           ) -> TaskResult:
-    """Task ``i``: ``partial_fit`` on its shuffled batches, offered to ``learner.buffer`` as
-    they pass. Dropout's masks come from torch's global generator: it is seeded with the
-    task's seed inside :func:`torch.random.fork_rng`, so the run is reproducible and the
-    caller's generator is left as it was."""
-    task = p.tasks[i]
-    history.start_task(task.name, at.step)
-    logger.info("task %d/%d %r: %g epoch(s) from step %d (%s, λ = %g)",
-                i + 1, len(p.tasks), task.name, p.epochs[i], at.step, p.method, p.lam)
-    if i == 0:
-        history.record(at.step, evaluate(learner, p.tasks, p.eval_samples))
-    with torch.random.fork_rng(devices=_cuda_devices(learner)):
-        torch.manual_seed(p.task_seed(i))
-        return train_on_task(
-            learner, task.name, task, epochs=p.epochs[i], buffer=learner.buffer,
-            eval_tasks=p.tasks, eval_every=p.eval_every, callback=callback, stop=stop,
-            batch_size=p.batch_size, seed=p.task_seed(i), eval_samples=p.eval_samples,
-            history=history, start_step=at.step,
-        )
-
-
-def _finish(p: Plan, i: int, learner: Learner, history: History, result: TaskResult) -> None:
-    """Record task ``i``'s row of the accuracy matrix (on the full test sets)."""
-    final = result.points[-1].accuracies
-    if p.eval_samples is not None:
-        final = evaluate(learner, p.tasks)
-    history.finish_task(p.tasks[i].name, final)
-    logger.info("after task %r: test accuracy %s", p.tasks[i].name, percentages(final))
-
-
-def _consolidate(p: Plan, i: int, learner: Learner, history: History) -> dict[str, torch.Tensor]:
-    """``learner.consolidate`` on the samples its buffer kept of task ``i``; plain SGD
-    anchors nothing, and its Fisher is only measured. Either way the Fisher is kept in
-    ``history.fisher``."""
-    name = p.tasks[i].name
-    X, y = learner.buffer.get(name)
-    if p.mode is None:
-        fisher_i = fisher_diagonal(learner, X, y, kind=p.fisher, generator=learner.shuffle_rng)
-    else:
-        fisher_i = learner.consolidate(X, y)
-    logger.info("Fisher of %r: %s, on %d samples", name, p.fisher, len(y))
-    history.fisher[name] = _clone(fisher_i)
-    return fisher_i
-
-
-def _entry(learner: Learner, fisher_a: Mapping[str, torch.Tensor], history: History,
-           at: _At) -> Entry:
-    """The task-A cache entry: a copy of the learner before its consolidation (the term
-    depends on the method; the Fisher does not), task A's Fisher and history."""
-    saved = copy.deepcopy(learner)
-    saved.ewc.reset()
-    return Entry(saved, _clone(fisher_a), history.to_dict(), at.step, at.loss)
-
-
-def _restore(p: Plan, entry: Entry, history: History,
-             callback: Callable[[Point], None] | None) -> tuple[Learner, _At]:
-    """A copy of the cached learner after task A, given this plan's method and task A's
-    cached Fisher; task A's part of the history replayed."""
-    learner = copy.deepcopy(entry.model)
-    p.configure(learner)
-    if p.mode is not None:
-        learner.ewc.add_task(_clone(entry.fisher))
-    _replay(history, entry.history)
-    name = p.tasks[0].name
-    history.fisher[name] = _clone(entry.fisher)
-    logger.info("task 1/%d %r: restored from the task-A cache at step %d",
-                len(p.tasks), name, entry.step)
-    if callback is not None:
-        callback(Point(name, entry.step, entry.loss, _last_point(history), history))
-    return learner, _At(1, entry.step, entry.loss)
-
-
-def _cuda_devices(learner: Learner) -> list[int]:
-    return [learner.device.index or 0] if learner.device.type == "cuda" else []
-
-
-def _check_stable(learner: Learner, next_task: str) -> None:
-    """Refuse to train ``next_task`` when the penalty would make SGD diverge on it."""
-    try:
-        learner.check_stability()
-    except ValueError as err:  # a DivergenceError: say which task it protects
-        raise type(err)(f"before training task {next_task!r}: {err}") from None
-
-
-def _replay(history: History, saved: Mapping) -> None:
-    """Copy task A's part of a saved history (its first task) into ``history``."""
-    name = history.tasks[0]
-    history.start_task(name, saved["boundaries"][0])
-    for k, s in enumerate(saved["steps"]):
-        history.record(s, {t: saved["accuracy"][t][k] for t in history.tasks})
-    history.finish_task(name, dict(zip(history.tasks, saved["accuracy_matrix"][0], strict=True)))
-
-
-def _clone(fisher: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in fisher.items()}
-
-
-def _last_point(history: History) -> dict[str, float]:
-    return {t: history.accuracy[t][-1] for t in history.tasks}
 
 
 # -- a λ sweep: one History per λ, the copies trained side by side ----------------------------
@@ -410,24 +295,25 @@ def sweep(
     histories = [History(p.names, p.settings()) for p in plans]
     learners = []
     for p, history in zip(plans, histories, strict=True):
-        learner, at = _restore(p, entry, history, callback if cached and not learners else None)
+        told = callback if cached and not learners else None  # task A's point, once
+        learner, at = steps.restore(p, entry, history, told)
         learners.append(learner)
     for i in range(1, len(first.tasks)):
         for p, learner in zip(plans, learners, strict=True):
             try:
-                _check_stable(learner, first.tasks[i].name)
+                steps.check_stable(learner, first.tasks[i].name)
             except ValueError as err:
                 raise type(err)(f"λ = {p.lam:g}: {err}") from None
         results = _train_side_by_side(plans, i, learners, histories, at, callback, stop)
-        at = _At(i + 1, results[0].step, results[0].loss)
+        at = steps.At(i + 1, results[0].step, results[0].loss)
         if results[0].stopped:
             logger.info("sweep stopped at step %d while training %r", at.step,
                         first.tasks[i].name)
             break
         for p, learner, history, result in zip(plans, learners, histories, results,
                                                strict=True):
-            _finish(p, i, learner, history, result)
-            _consolidate(p, i, learner, history)
+            steps.finish_task(p, i, learner, history, result)
+            steps.consolidate_task(p, i, learner, history)
     return histories
 
 
@@ -448,12 +334,13 @@ def _task_a(p: Plan, callback: Callable[[Point], None] | None,
     """Task A trained once, by run_sequence's steps: its cache entry (None when stopped)
     and its history."""
     learner, history = p.learner(), History(p.names, p.settings())
-    result = _train(p, 0, learner, history, _At(0, 0, math.nan), callback, stop)
+    result = steps.train_task(p, 0, learner, history, steps.At(0, 0, math.nan), callback, stop)
     if result.stopped:
         return None, history
-    _finish(p, 0, learner, history, result)
-    fisher_a = _consolidate(p, 0, learner, history)
-    return _entry(learner, fisher_a, history, _At(1, result.step, result.loss)), history
+    steps.finish_task(p, 0, learner, history, result)
+    fisher_a = steps.consolidate_task(p, 0, learner, history)
+    at = steps.At(1, result.step, result.loss)
+    return steps.cache_entry(learner, fisher_a, history, at), history
 
 
 def _replay_started(p: Plan, task_a: History) -> History:
@@ -467,11 +354,11 @@ def _replay_started(p: Plan, task_a: History) -> History:
 
 
 def _train_side_by_side(plans: list[Plan], i: int, learners: list[Learner],
-                        histories: list[History], at: _At,
+                        histories: list[History], at: steps.At,
                         callback: Callable[[SweepPoint], None] | None,
                         stop: Callable[[], bool] | None) -> list[TaskResult]:
-    """Task ``i`` for every λ at once: :func:`_train`'s batches, buffer and seeding, the
-    copies side by side; each learner then holds its own run's state (buffer included)."""
+    """Task ``i`` for every λ at once: :func:`steps.train_task`'s batches, buffer and seeding,
+    the copies side by side; each learner then holds its own run's state (buffer included)."""
     p, task = plans[0], plans[0].tasks[i]
     for history in histories:
         history.start_task(task.name, at.step)
@@ -479,7 +366,7 @@ def _train_side_by_side(plans: list[Plan], i: int, learners: list[Learner],
                 i + 1, len(p.tasks), task.name, p.epochs[i], at.step, p.method,
                 ", ".join(f"{q.lam:g}" for q in plans))
     side = SideBySide(learners)
-    with torch.random.fork_rng(devices=_cuda_devices(learners[0])):
+    with torch.random.fork_rng(devices=steps.cuda_devices(learners[0])):
         torch.manual_seed(p.task_seed(i))
         results = train_side_by_side(
             side, task, p.epochs[i], histories, buffer=learners[0].buffer,

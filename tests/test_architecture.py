@@ -21,7 +21,7 @@ LAYERS = (
     {"persist", "learner"},  # partial_fit, buffer, consolidate, save/load
     {"models", "heads"},  # the networks
     {"settings", "cache", "plots"},  # the defaults table, the task-A cache, figures
-    {"plan", "training", "side_by_side", "sweep_training", "experiment"},  # task sequences
+    {"plan", "training", "steps", "side_by_side", "sweep_training", "experiment"},  # task sequences
     # the faces
     {"cli", "__main__", "widgets", "widgets_options", "widgets_fisher", "widgets_sweep",
      "reveal", "still"},

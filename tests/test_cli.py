@@ -118,16 +118,16 @@ def test_defaults_come_from_the_settings_table(tmp_path, monkeypatch):
 
 def test_lambda_past_the_stability_bound_is_refused_before_task_b(capsys, monkeypatch):
     """λ 2000 on fashion->mnist breaks lr·λ·max F < 3.8: one line, exit 1, B never trained."""
-    import ewclab.experiment
+    import ewclab.steps
 
     steps = []
-    real = ewclab.experiment.train_on_task
+    real = ewclab.steps.train_on_task
 
     def counting(model, name, *args, **kwargs):
         steps.append(name)
         return real(model, name, *args, **kwargs)
 
-    monkeypatch.setattr(ewclab.experiment, "train_on_task", counting)
+    monkeypatch.setattr(ewclab.steps, "train_on_task", counting)
     argv = ["demo", "--tasks", "fashion->mnist", "--ewc", "--lambda", "2000", "-e", "1",
             "--quiet"]
     assert main(argv) == 1
