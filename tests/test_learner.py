@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from ewclab.fisher import fisher_diagonal
+from ewclab.learner import DEFAULT_EWC_LAMBDA, Learner
 from ewclab.models import MLP, AlexNet, TestNet
 
 
@@ -141,7 +143,13 @@ def test_ewc_lambda_is_the_ewc_strength_and_consolidate_applies_it():
 
 def test_defaults_are_documented_and_non_zero():
     model = _mlp()
-    assert model.ewc_lambda > 0 and f"default {model.ewc_lambda}" in type(model).__mro__[1].__doc__
+    default = inspect.signature(Learner.__init__).parameters["ewc_lambda"].default
+    assert model.ewc_lambda == default == DEFAULT_EWC_LAMBDA > 0
+    X, y = _batch()
+    model.partial_fit(X, y)
+    model.consolidate(X, y)
+    model.partial_fit(*_batch(seed=1))
+    assert model.ewc.penalty().item() > 0  # the default λ is not a silent zero
     assert model.device == torch.device("cpu")
     assert isinstance(model.optimizer, torch.optim.SGD)
     assert isinstance(_mlp(optimizer="adam").optimizer, torch.optim.Adam)
