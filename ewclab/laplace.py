@@ -21,6 +21,7 @@ that far from θ*_A.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,7 +86,9 @@ def quadratic_check(
         def log_p(weights: dict[str, Tensor]) -> Tensor:
             return torch.log_softmax(functional_call(model, weights, (X,)), dim=-1)  # (N, C)
 
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # torch.func may trip torch's own deprecation of torch.jit.script: not ours to fix
+            warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
             log_p_star, d_log_p = jvp(log_p, (star,), (delta,))  # (N, C), (N, C)
         full = 0.5 * (log_p_star.exp() * d_log_p**2).sum(dim=-1).mean()
         diagonal = 0.5 * sum((fisher[n].to(d) * d**2).sum() for n, d in delta.items())

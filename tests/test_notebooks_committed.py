@@ -14,6 +14,7 @@ LESSONS = [
     "00_intuition.ipynb",
     "01_catastrophic_forgetting.ipynb",
     "02_elastic_weight_consolidation.ipynb",
+    "02b_why_the_fisher.ipynb",
     "03_fisher_information.ipynb",
     "04_stability_plasticity.ipynb",
     "05_many_tasks.ipynb",
@@ -61,3 +62,4 @@ def test_no_machine_specific_paths(name: str) -> None:
     text = re.sub(r'"image/png": "[^"]*"', "", text)
     match = LOCAL_PATH.search(text)
     assert match is None, f"{name}: machine-specific path {match.group(0)!r}"
+
