@@ -8,13 +8,17 @@ JUPYTER_ARGS ?=
 LAB_NOTEBOOKS ?= my-notebooks
 # torch threads per kernel: one thread per core crawls on a busy or shared machine.
 LAB_THREADS ?= 1
+# `make app`: Voilà serves app/playground.ipynb at http://localhost:$(APP_PORT)/; APP_ARGS go
+# to voila as they are (e.g. APP_ARGS=--no-browser).
+APP_PORT ?= 8866
+APP_ARGS ?=
 # lab/overrides.json (no news pop-up, ...) goes where JupyterLab reads setting overrides;
 # lab/jupyter_server_config.json (idle-kernel culling) is read through JUPYTER_CONFIG_PATH.
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d/ewclab.json
 # Jupyter refuses to run as root (containers, classroom servers) without --allow-root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab lab-fresh demo test lint bench notebooks clean
+.PHONY: lab lab-fresh app demo test lint bench notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +47,10 @@ lab-fresh:  ## replace the lab's copy of the lessons; the old one is kept as *.o
 	rm -rf $(LAB_NOTEBOOKS).old
 	if [ -d $(LAB_NOTEBOOKS) ]; then mv $(LAB_NOTEBOOKS) $(LAB_NOTEBOOKS).old; fi
 	$(MAKE) --no-print-directory $(LAB_NOTEBOOKS)
+
+app: $(VENV)/.lab-installed  ## the EWC playground as a Voilà app (no code shown), for projecting
+	OMP_NUM_THREADS=$(LAB_THREADS) MKL_NUM_THREADS=$(LAB_THREADS) \
+	$(BIN)/voila app/playground.ipynb --port=$(APP_PORT) $(APP_ARGS)
 
 demo: $(VENV)/.lab-installed  ## the demo: task A (MNIST), then task B (Fashion-MNIST), without and with EWC
 	$(BIN)/ewclab demo
