@@ -332,3 +332,19 @@ def test_plot_toy_tradeoff_draws_one_curve_per_method():
         plots.plot_toy_tradeoff(lams[:3], losses)
     with pytest.raises(ValueError, match="keys"):
         plots.plot_toy_tradeoff(lams, {"adam": losses["l2"]})
+
+
+@pytest.mark.parametrize("n_layers", [2, 3, 4])
+def test_plot_fisher_leaves_no_empty_panel(n_layers):
+    g = torch.Generator().manual_seed(0)
+    sizes = [784, 32, 16, 12, 10][: n_layers + 1]
+    fisher = {f"fc{k}.weight": torch.rand(o, i, generator=g)
+              for k, (i, o) in enumerate(zip(sizes, sizes[1:], strict=False), start=1)}
+    fig = plots.plot_fisher(fisher)
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    grid = panels[0].get_subplotspec().get_gridspec()
+    covered = set()
+    for ax in panels:
+        spec = ax.get_subplotspec()
+        covered |= {(r, c) for r in spec.rowspan for c in spec.colspan}
+    assert covered == {(r, c) for r in range(grid.nrows) for c in range(grid.ncols)}

@@ -70,7 +70,7 @@ def _pool(matrix: np.ndarray, limit: int = 300) -> tuple[np.ndarray, str]:
     counts = np.outer(
         np.minimum(fr, h - np.arange(0, rows, fr)), np.minimum(fc, w - np.arange(0, cols, fc))
     )
-    return sums / counts, f"\nmeans of {fr}×{fc} blocks"
+    return sums / counts, f"\n(each cell: mean of {fr}×{fc} weights)"
 
 
 def _layer_view(name: str, a: np.ndarray) -> _View:
@@ -90,7 +90,7 @@ def _layer_view(name: str, a: np.ndarray) -> _View:
     matrix = a.reshape(a.shape[0], -1)
     img, note = _pool(matrix)
     extent = (-0.5, matrix.shape[1] - 0.5, matrix.shape[0] - 0.5, -0.5)
-    title = f"{name}\n{matrix.shape[0]} out × {matrix.shape[1]} in{note}"
+    title = f"{name}: {matrix.shape[0]} outputs × {matrix.shape[1]} inputs{note}"
     return _View(img, title, "input unit", "output unit", extent)
 
 
@@ -100,7 +100,7 @@ def _input_view(name: str, a: np.ndarray) -> _View | None:
         pixels = a.sum(axis=0).reshape(-1, 28, 28).sum(axis=0)
         return _View(
             pixels,
-            f"{name}\nsummed onto input pixels:\nwhich pixels matter",
+            f"{name} summed onto input pixels\n(over the layer's {a.shape[0]} units)",
             "pixel column",
             "pixel row",
         )
@@ -132,7 +132,7 @@ def _heatmap(
         interpolation="nearest",
         extent=view.extent,
     )
-    ax.set_title(view.title, fontsize=9)
+    ax.set_title(view.title, fontsize=10)
     ax.set_xlabel(view.xlabel)
     ax.set_ylabel(view.ylabel)
     if img.shape[0] == 1:
@@ -202,13 +202,15 @@ def plot_fisher(fisher: Mapping[str, object], model: object = None) -> Figure:
     weights = _weight_names(arrays)
     first = _input_view(weights[0], arrays[weights[0]])
     views = ([first] if first is not None else []) + [_layer_view(n, arrays[n]) for n in weights]
-    ncols = min(3, len(views))
+    ncols = 2 if len(views) in (2, 4) else min(3, len(views))  # 2×2 rather than 3 + 1
     nrows = math.ceil(len(views) / ncols)
-    fig = new_figure((WIDTH, 3.3 * nrows + 3.0))
-    grid = fig.add_gridspec(nrows + 1, ncols, height_ratios=[1.1] * nrows + [1])
+    left = len(views) % ncols  # no empty panels: the histogram fills the last row's gap
+    fig = new_figure((WIDTH, 3.6 * nrows + (0 if left else 3.0)))
+    grid = fig.add_gridspec(nrows + (0 if left else 1), ncols)
     for k, view in enumerate(views):
         _heatmap(fig, fig.add_subplot(grid[divmod(k, ncols)]), view)
-    _histogram(fig.add_subplot(grid[nrows, :]), _hist_series(arrays), TASK_COLOURS)
+    hist = grid[nrows - 1, left:] if left else grid[nrows, :]
+    _histogram(fig.add_subplot(hist), _hist_series(arrays), TASK_COLOURS)
     fig.suptitle("Diagonal Fisher information per layer (log colour scale)")
     return fig
 
