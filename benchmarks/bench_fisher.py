@@ -28,6 +28,7 @@ from run_all import cpu_model
 from torch import Tensor, nn
 
 from ewclab import fisher as fm
+from ewclab import fisher_sums
 from ewclab.models import MLP, AlexNet, MaybeMaxPool2d, TestNet
 
 N = 1000  # samples per Fisher
@@ -117,7 +118,8 @@ def _torch_func(model: nn.Module, X: Tensor, y: Tensor, kind: str) -> Fisher:
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     u = _uniforms(len(X)) if kind == "sampled" else None
     labels = y if kind == "empirical" else None
-    sums = fm._sum_batches(X, labels, u, kind, _func_batch(model), fm._FuncSums(model, params))
+    func = fisher_sums.FuncSums(model, params)
+    sums = fm._sum_batches(X, labels, u, kind, _func_batch(model), func)
     return {name: f / len(X) for name, f in sums.items()}
 
 

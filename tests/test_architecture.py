@@ -16,12 +16,14 @@ LAYERS = (
     # the ground floor: data, scenarios, memory, metrics, checks, the 2-D toy
     {"validation", "idx", "sources", "data", "split", "scenarios", "buffer", "replay",
      "metrics", "history", "snapshot", "toy", "laplace", "tradeoff"},
-    {"fisher", "importance"},  # importance measures: Fisher, SI, MAS
+    {"fisher_sums", "fisher", "importance"},  # importance measures: Fisher, SI, MAS
     {"ewc", "conventions"},  # the one quadratic penalty; λ across libraries
     {"persist", "learner"},  # partial_fit, buffer, consolidate, save/load
     {"models", "heads"},  # the networks
-    {"settings", "cache", "plots"},  # the defaults table, the task-A cache, figures
-    {"plan", "training", "steps", "side_by_side", "sweep_training", "experiment"},  # task sequences
+    # the defaults table (split MNIST's rows in settings_split), the task-A cache, figures
+    {"settings", "settings_split", "cache", "plots"},
+    # task sequences (methods: what replay, SI, MAS and task-IL heads add to a task)
+    {"plan", "training", "methods", "steps", "side_by_side", "sweep_training", "experiment"},
     # the faces
     {"cli", "__main__", "widgets", "widgets_options", "widgets_fisher", "widgets_sweep",
      "reveal", "still"},

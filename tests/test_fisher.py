@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from ewclab import fisher as fm
+from ewclab import fisher_sums
 from ewclab.fisher import KINDS, fisher_diagonal, fisher_diagonal_reference
 from ewclab.models import MLP, AlexNet, TestNet
 
@@ -239,12 +239,12 @@ def func_sums(monkeypatch: pytest.MonkeyPatch) -> list[nn.Module]:
     """Records the models handed to the torch.func fallback."""
     used: list[nn.Module] = []
 
-    class Spy(fm._FuncSums):
+    class Spy(fisher_sums.FuncSums):
         def __init__(self, model, params):
             used.append(model)
             super().__init__(model, params)
 
-    monkeypatch.setattr(fm, "_FuncSums", Spy)
+    monkeypatch.setattr(fisher_sums, "FuncSums", Spy)
     return used
 
 
@@ -270,6 +270,15 @@ def test_plain_networks_take_the_layer_wise_path(name: str, func_sums) -> None:
     model, X, y = make(name, 2)
     fisher_diagonal(model, X, y)
     assert func_sums == []
+    params = dict(model.named_parameters())
+    assert fisher_sums.path(model, params, model.prepare_inputs(X[:1])[0]) == "per-layer"
+
+
+@pytest.mark.parametrize("name", list(FALLBACK))
+def test_the_path_says_why_a_network_needs_torch_func(name: str) -> None:
+    model = FALLBACK[name]()
+    assert fisher_sums.path(model, dict(model.named_parameters()), torch.randn(1, 6)) == \
+        "torch.func"
 
 
 # -- errors ---------------------------------------------------------------------------------
