@@ -17,7 +17,8 @@ LAYERS = (
     {"validation", "idx", "sources", "data", "split", "scenarios", "buffer", "replay",
      "metrics", "history", "snapshot", "toy", "laplace", "tradeoff"},
     {"fisher_sums", "fisher", "importance"},  # importance measures: Fisher, SI, MAS
-    {"ewc", "conventions"},  # the one quadratic penalty; λ across libraries
+    {"ewc", "conventions", "pitfalls"},  # the one quadratic penalty; λ across libraries;
+    # what goes wrong, measured (lesson 06)
     {"persist", "learner"},  # partial_fit, buffer, consolidate, save/load
     {"models", "heads"},  # the networks
     # the defaults table (split MNIST's rows in settings_split), the task-A cache, figures
