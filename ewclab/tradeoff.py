@@ -90,15 +90,21 @@ def tradeoff_points(lams: Sequence[float], histories: Sequence[Any]) -> list[Poi
     return points
 
 
-def dominating(points: Sequence[Point], challengers: Sequence[Point]) -> list[float | None]:
+def dominating(
+    points: Sequence[Point], challengers: Sequence[Point], tolerance: float = 0.0
+) -> list[float | None]:
     """For each of ``points``, the smallest λ among ``challengers`` whose point is no worse
-    on both tasks (accuracy on A and on B at least as high), or None when none is.
+    on both tasks (accuracy on A and on B at least as high, less ``tolerance``), or None
+    when none is.
 
     ``dominating(l2, ewc)`` answers "for every L2 λ, is there an EWC λ at least as good on
-    both tasks?": it is when no entry is None.
+    both tasks?": it is when no entry is None. ``tolerance`` (a fraction, e.g. 0.005 for
+    half a point) allows for differences smaller than a test set can resolve.
     """
+    tolerance = float(check_real(tolerance, "tolerance", low=0, high=1))
     found: list[float | None] = []
     for _, a, b in points:
-        better = [lam for lam, a2, b2 in challengers if a2 >= a and b2 >= b]
+        better = [lam for lam, a2, b2 in challengers
+                  if a2 >= a - tolerance and b2 >= b - tolerance]
         found.append(min(better) if better else None)
     return found

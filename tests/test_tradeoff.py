@@ -38,8 +38,12 @@ def test_dominating_finds_the_smallest_lambda_no_worse_on_both():
     l2 = [(0.1, 0.5, 0.7), (1.0, 0.7, 0.4), (10.0, 0.95, 0.1)]
     ewc = [(10.0, 0.4, 0.8), (100.0, 0.6, 0.75), (1000.0, 0.8, 0.5)]
     assert dominating(l2, ewc) == [100.0, 1000.0, None]
-    # a tie counts as no worse
+    # a tie counts as no worse; a tolerance forgives differences below it
     assert dominating([(1.0, 0.6, 0.75)], ewc) == [100.0]
+    assert dominating([(1.0, 0.61, 0.76)], ewc) == [None]
+    assert dominating([(1.0, 0.61, 0.76)], ewc, tolerance=0.01) == [100.0]
+    with pytest.raises(ValueError, match="tolerance must be"):
+        dominating(l2, ewc, tolerance=-0.1)
 
 
 def test_plot_pareto_draws_one_curve_per_method_in_lambda_order():

@@ -87,22 +87,27 @@ def plot_pareto(
         raise ValueError(f"chance must be a fraction in [0, 1] or None, got {chance!r}")
     fig = new_figure((6.4, 5.2), fig)
     ax = fig.subplots()
-    for method, points in data.items():
+    labelled: set[tuple[float, float]] = set()  # one "λ=0" where the curves share SGD's point
+    for method, points in sorted(data.items(), key=lambda item: item[0] == "sgd"):
         colour, marker, style = _LOOK[method]
         xs = [100 * b for _, _, b in points]
         ys = [100 * a for _, a, _ in points]
-        ax.plot(xs, ys, color=colour, marker=marker, ls=style or "none", lw=2, ms=7,
+        ax.plot(xs, ys, color=colour, marker=marker, ls=style or "none", lw=2,
+                ms=9 if method == "sgd" else 7, zorder=3 if method == "sgd" else 2,
                 label=_LABELS[method])
-        for (lam, _, _), x, y in zip(points, xs, ys, strict=True):
-            ax.annotate(f"λ={lam:g}", (x, y), textcoords="offset points", xytext=(5, 4),
-                        fontsize=8, color=colour)
+        for k, ((lam, _, _), x, y) in enumerate(zip(points, xs, ys, strict=True)):
+            if lam == 0 and (x, y) in labelled:
+                continue
+            labelled.add((x, y))
+            ax.annotate(f"λ={lam:g}", (x, y), textcoords="offset points", fontsize=8,
+                        xytext=(6, 3) if k % 2 == 0 else (6, -10), color=colour)
     if chance is not None:
         ax.axhline(100 * chance, color="0.45", ls=":", lw=1.2, label=f"chance ({100 * chance:g} %)")
         ax.axvline(100 * chance, color="0.45", ls=":", lw=1.2)
     ax.set_xlim(0, 101)
     ax.set_ylim(0, 101)
-    ax.set_xlabel(f"{tasks[1]} accuracy after training it (%)  → more plastic")
-    ax.set_ylabel(f"{tasks[0]} accuracy after training {tasks[1]} (%)  → more stable")
+    ax.set_xlabel(f"{tasks[1]}: accuracy after training it (%)  → more plastic")
+    ax.set_ylabel(f"{tasks[0]}: accuracy after {tasks[1]} (%)  → more stable")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower left", fontsize=9, framealpha=0.9)
     ax.set_title(title or "Stability vs plasticity: one point per λ")
