@@ -18,6 +18,7 @@ LESSONS = [
     "03_fisher_information.ipynb",
     "04_stability_plasticity.ipynb",
     "05_many_tasks.ipynb",
+    "06_what_goes_wrong.ipynb",
 ]
 LOCAL_PATH = re.compile(r"(/home/\w|/root/|/work/|/tmp/|[A-Z]:\\\\Users)")
 
