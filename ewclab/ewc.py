@@ -60,7 +60,7 @@ class EWC:
         One term per task, one running term decayed by ``gamma``, or F = 1 per task.
     gamma : float, default 1.0
         Decay in (0, 1] of the old Fisher in ``"online"`` mode (1 = plain sum).
-    fisher : {"empirical", "exact", "sampled"}, default "empirical"
+    fisher : {"exact", "empirical", "sampled"}, default "exact"
         Default Fisher kind of :meth:`consolidate`.
     batch_size : int, default 256
         Samples per batched pass of the Fisher estimator.
@@ -81,7 +81,7 @@ class EWC:
         lam: float = 100.0,
         mode: str = "separate",
         gamma: float = 1.0,
-        fisher: str = "empirical",
+        fisher: str = "exact",
         batch_size: int = 256,
         generator: torch.Generator | None = None,
     ):

@@ -79,7 +79,9 @@ def fisher_diagonal(
         Inputs, in any form ``model.prepare_inputs`` accepts (else anything ``torch.as_tensor``
         accepts), with at least one sample.
     y : array-like or Tensor, optional
-        True labels (N,); required for ``kind="empirical"``, ignored otherwise.
+        True labels (N,); required for ``kind="empirical"``; the other kinds do not use
+        them, but labels that are given are checked all the same (a wrong shape or an
+        out-of-range label is an error whatever the kind).
     kind : {"exact", "empirical", "sampled"}, default "exact"
         Which label distribution the squared gradients are averaged over (see module
         docstring). The default is the Fisher of Kirkpatrick et al. and of the lab's settings
@@ -173,9 +175,7 @@ def _prepare(model: nn.Module, X: Any, y: Any, kind: str) -> tuple[Tensor, Tenso
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("model has no trainable parameters, so it has no Fisher information")
-    if kind != "empirical":
-        y = None
-    elif y is None:
+    if kind == "empirical" and y is None:
         raise ValueError('kind="empirical" needs the true labels y, got None')
     first = next(iter(params.values()))
     if isinstance(model, PreparesInputs):

@@ -100,8 +100,10 @@ class Learner(nn.Module):
         One penalty term per task, one running term folded with ``ewc_gamma``, or F = 1.
     ewc_gamma : float, default 1.0
         Decay of the old Fisher in online mode, in (0, 1].
-    fisher : {"empirical", "exact", "sampled"}, default "empirical"
-        Default Fisher kind for ``consolidate``.
+    fisher : {"exact", "empirical", "sampled"}, default "exact"
+        Default Fisher kind for ``consolidate``: the Fisher of Kirkpatrick et al. (labels
+        weighted by the model's own p(y|x)), as in :func:`ewclab.fisher.fisher_diagonal`
+        and the settings table; "empirical" uses the labels y given to ``consolidate``.
     optimizer : {"sgd", "adam"}, default "sgd"
         ``torch.optim.SGD`` (with ``momentum``) or ``torch.optim.Adam``.
     lr : float or None, default None
@@ -125,7 +127,7 @@ class Learner(nn.Module):
         ewc_lambda: float = DEFAULT_EWC_LAMBDA,
         ewc_mode: str = "separate",
         ewc_gamma: float = 1.0,
-        fisher: str = "empirical",
+        fisher: str = "exact",
         optimizer: str = "sgd",
         lr: float | None = None,
         momentum: float = 0.9,
@@ -396,8 +398,10 @@ class Learner(nn.Module):
         """Anchor the current weights with a Fisher computed on samples ``(X, y)`` of the task
         just learned (call it after each task, before the next).
 
-        ``fisher`` is "empirical" (true labels y), "exact" or "sampled"; by default the
-        kind the model was built with (its ``fisher`` option). Returns the Fisher
+        ``fisher`` is "exact" (labels weighted by the model's own p(y|x)), "empirical"
+        (the true labels y) or "sampled"; by default the kind the model was built with
+        (its ``fisher`` option, "exact" unless set). Labels given are checked whatever the
+        kind. Returns the Fisher
         (dict of tensors by parameter name). Samples can come from ``self.buffer``:
         ``model.consolidate(*model.buffer.get("mnist"))``.
         """

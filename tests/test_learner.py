@@ -210,7 +210,7 @@ def test_bad_input_raises_and_leaves_every_state_unchanged(case, call, trained_t
 @pytest.mark.parametrize(
     "change",
     [
-        lambda m: m.consolidate(X0, None),
+        lambda m: m.consolidate(X0, None, fisher="empirical"),
         lambda m: m.consolidate(X0[:0], Y0[:0]),
         lambda m: setattr(m, "ewc_lambda", -1.0),
         lambda m: setattr(m, "ewc_lambda", float("inf")),
