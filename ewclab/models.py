@@ -165,34 +165,41 @@ class TestNet(Learner):
     ----------
     num_classes : int, default 10
     in_channels : int, default 1
+    width : float, default 1.0
+        Scales the channels and the hidden layer: 10w, 20w and 50w (each rounded, at
+        least 1). 1.0 is the network above.
     **options
         Learner options (``ewc_lambda``, ``optimizer``, ``lr``, ``seed``, ``device``, ...).
     """
 
     __test__ = False  # not a pytest test class despite the name
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, **options: Any):
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 1, width: float = 1.0, **options: Any
+    ):
         arch = dict(
             num_classes=check_int(num_classes, "num_classes", low=1),
             in_channels=check_int(in_channels, "in_channels", low=1),
+            width=check_real(width, "width", low=0, low_open=True),
         )
         super().__init__(arch, **options)
 
-    def build(self, num_classes: int, in_channels: int) -> InputSpec:
+    def build(self, num_classes: int, in_channels: int, width: float = 1.0) -> InputSpec:
+        c1, c2, hidden = (max(1, round(n * width)) for n in (10, 20, 50))
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 10, kernel_size=5),
+            nn.Conv2d(in_channels, c1, kernel_size=5),
             nn.MaxPool2d(2),
             nn.ReLU(),
-            nn.Conv2d(10, 20, kernel_size=5),
+            nn.Conv2d(c1, c2, kernel_size=5),
             nn.MaxPool2d(2),
             nn.ReLU(),
             nn.AdaptiveAvgPool2d((4, 4)),
         )
         self.classifier = nn.Sequential(
-            nn.Linear(20 * 4 * 4, 50),
+            nn.Linear(c2 * 4 * 4, hidden),
             nn.ReLU(),
             nn.Dropout(0.5),
-            nn.Linear(50, num_classes),
+            nn.Linear(hidden, num_classes),
         )
         return InputSpec(num_classes=num_classes, channels=in_channels, min_size=16)
 

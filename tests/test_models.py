@@ -121,3 +121,49 @@ def test_alexnet_logits_and_first_layer_gradients_do_not_vanish_at_initialisatio
     assert logits.std().item() > 0.05
     torch.nn.functional.cross_entropy(logits, torch.as_tensor(mnist.y_train[:64])).backward()
     assert model.features[0].weight.grad.norm().item() > 0.05
+
+
+def test_testnet_width_scales_channels_and_hidden_layer():
+    # 10w, 20w, 50w: conv 1->20 (5x5), conv 20->40 (5x5), FC 640->100, FC 100->10 at w = 2
+    model = TestNet(width=2.0, device="cpu")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    fcs = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [c.out_channels for c in convs] == [20, 40]
+    assert [(f.in_features, f.out_features) for f in fcs] == [(640, 100), (100, 10)]
+    assert _n_params(model) == (25 * 20 + 20) + (20 * 25 * 40 + 40) + (640 * 100 + 100) + (
+        100 * 10 + 10)
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_testnet_width_one_is_the_default_network():
+    default, explicit = TestNet(seed=3, device="cpu"), TestNet(width=1.0, seed=3, device="cpu")
+    assert _n_params(default) == _n_params(explicit) == 21_840
+    for a, b in zip(default.parameters(), explicit.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "width, error",
+    [(0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+     ("2", TypeError), (True, TypeError), (None, TypeError)],
+)
+def test_testnet_rejects_a_bad_width(width, error):
+    state = torch.get_rng_state()
+    with pytest.raises(error, match="width must be"):
+        TestNet(width=width, device="cpu")
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_testnet_width_survives_save_and_load(tmp_path):
+    model = TestNet(width=1.5, seed=0, device="cpu")
+    X = torch.rand(4, 1, 28, 28)
+    model.partial_fit(X, torch.arange(4))
+    path = str(tmp_path / "testnet.pt")
+    model.save(path)
+    loaded = TestNet.load(path, device="cpu")
+    assert isinstance(loaded, TestNet)
+    assert [m.out_channels for m in loaded.modules() if isinstance(m, torch.nn.Conv2d)] == [15, 30]
+    assert _n_params(loaded) == _n_params(model)
+    model.eval()
+    loaded.eval()
+    assert torch.equal(loaded(X), model(X))
