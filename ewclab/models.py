@@ -1,5 +1,5 @@
-"""The networks: AlexNet (the seed's model), TestNet (the seed's small demo network) and
-the MLP of the EWC paper's permuted-MNIST experiments.
+"""The networks: AlexNet, TestNet (a small convolutional network for quick demos) and the
+MLP of the EWC paper's permuted-MNIST experiments.
 
 Each is a :class:`~ewclab.learner.Learner`, so each has ``partial_fit``, ``fit``,
 ``predict``, ``score``, ``consolidate``, ``save`` / ``load``; the keyword arguments after
@@ -155,7 +155,7 @@ class AlexNet(Learner):
 
 
 class TestNet(Learner):
-    """The seed's small demo network: 2 conv + 2 FC, fast on a CPU.
+    """A small demo network: 2 conv + 2 FC, fast on a CPU.
 
     Conv(5×5, 10) → max-pool 2 → ReLU → Conv(5×5, 20) → max-pool 2 → ReLU → FC 320→50 →
     ReLU → Dropout(0.5) → FC 50→classes. Made for 28×28 images (an adaptive pool lets it
