@@ -19,6 +19,7 @@ import torch
 
 from ewclab.data import Task
 from ewclab.learner import Learner
+from ewclab.settings import IMPORTANCES
 from ewclab.validation import check_int
 
 __all__ = ["TaskACache", "fingerprint", "key"]
@@ -33,6 +34,7 @@ class Entry:
     history: dict
     step: int
     loss: float
+    importance: dict[str, torch.Tensor] | None = None  # the penalty's, when not the Fisher
 
 
 class TaskACache:
@@ -42,8 +44,9 @@ class TaskACache:
     epochs, so :func:`~ewclab.experiment.run_sequence` stores the model right after
     task A (its Fisher, and the history up to then) under a key of everything that does
     affect it: model, width, lr, optimiser, batch size, epochs of task A, seed, Fisher kind
-    and samples, evaluation settings and the tasks' data. A hit restores a deep copy, so
-    cached entries never change.
+    and samples, evaluation settings, the scenario (its heads), the replay buffer's size,
+    the importance the method anchors (Fisher, SI or MAS) and the tasks' data. A hit
+    restores a deep copy, so cached entries never change.
 
     Parameters
     ----------
@@ -126,7 +129,10 @@ def key(
     settings : mapping
         The run's resolved settings, as in ``history.settings``: ``width``, ``lr``,
         ``optimizer``, ``batch_size``, ``epochs`` (task A's first), ``seed``, ``fisher``,
-        ``fisher_samples``.
+        ``fisher_samples``; and ``scenario`` (split MNIST's task-, domain- and
+        class-incremental tasks have the same names and data, but not the same heads),
+        ``replay_samples`` (the replay buffer's size) and the importance the method
+        anchors (SI's path integral is tracked while task A trains), where given.
     eval_every, eval_samples
         The run's evaluation settings.
     """
@@ -134,4 +140,5 @@ def key(
     return (
         model, s["width"], s["lr"], s["optimizer"], s["batch_size"], s["epochs"][0],
         int(s["seed"]), s["fisher"], s["fisher_samples"], eval_every, eval_samples, data,
+        s.get("scenario"), s.get("replay_samples"), IMPORTANCES.get(s.get("method")) or "fisher",
     )

@@ -28,7 +28,7 @@ import numpy as np
 
 from ewclab.experiment import DEFAULTS, METHODS, MODELS, Point, TaskACache
 from ewclab.fisher import KINDS
-from ewclab.settings import defaults
+from ewclab.settings import defaults, offered
 from ewclab.validation import check_seed
 
 __all__ = ["main"]
@@ -115,7 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--ewc", action="store_true", help="consolidate with EWC after each task")
     demo.add_argument(
         "--method", choices=sorted(METHODS), default=None,
-        help="training method (--ewc is --method ewc); default sgd, i.e. no penalty",
+        help="training method (--ewc is --method ewc); default sgd, i.e. no penalty. si "
+        "(synaptic intelligence) and mas (memory aware synapses) use the same penalty with "
+        "their own importance; replay mixes stored samples of earlier tasks into every "
+        "step. Offered where ewclab.settings has measured defaults: si, mas and replay with "
+        "--tasks split and the mlp",
     )
     demo.add_argument(
         "--lambda", dest="lam", type=_non_negative, default=None,
@@ -128,8 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", choices=sorted(MODELS), default=d["model"], help="network")
     demo.add_argument(
         "--width", type=_positive(float), default=None,
-        help=f"mlp: units per hidden layer (default {d['width']}); alexnet: channel scale "
-        "(default: the settings table's); testnet has a fixed size",
+        help=f"mlp: units per hidden layer (default {d['width']}); alexnet, testnet: channel "
+        "scale (default: the settings table's)",
     )
     demo.add_argument(
         "--lr", type=_positive(float), default=None,
@@ -154,7 +158,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--tasks", default=d["tasks"],
         help="task sequence of two or more tasks: mnist->fashion, fashion->mnist, "
-        "permuted:T (T >= 2) or split",
+        "permuted:T (T >= 2) or split (split MNIST, five two-digit tasks; see --scenario)",
+    )
+    demo.add_argument(
+        "--scenario", choices=("task", "domain", "class"), default=None,
+        help="with --tasks split: task-incremental (a head per task, the task label given "
+        "at test time), domain-incremental (one 2-way head; what plain 'split' means) or "
+        "class-incremental (one 10-way head, no task label)",
     )
     demo.add_argument(
         "--full-data", metavar="ROOT", default=None,
@@ -190,9 +200,20 @@ def _method(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     if args.ewc and args.method not in (None, "ewc"):
         parser.error(f"--ewc contradicts --method {args.method}")
     method = "ewc" if args.ewc else (args.method or "sgd")
-    if method == "sgd" and args.lam not in (None, 0.0):
-        parser.error("--lambda needs a penalty: add --ewc (or --method l2 / online-ewc)")
+    if method in ("sgd", "replay") and args.lam not in (None, 0.0):
+        parser.error(f"--lambda needs a penalty, and {method} has none: add --ewc (or "
+                     "--method l2 / online-ewc / si / mas)")
     return method
+
+
+def _tasks(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """The scenario name of --tasks and --scenario (``"split:class"``)."""
+    if args.scenario is None:
+        return args.tasks
+    if args.tasks.strip().lower() not in ("split", "split-fashion"):
+        parser.error(f"--scenario needs --tasks split (or split-fashion), got --tasks "
+                     f"{args.tasks}")
+    return f"{args.tasks.strip().lower()}:{args.scenario}"
 
 
 def _check_outputs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -280,15 +301,18 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
 
     method = _method(args, parser)
     _check_outputs(args, parser)
-    if args.width is not None and args.model == "testnet":
-        parser.error("--width: testnet has a fixed size")
     if args.width is not None and args.model == "mlp" and not args.width.is_integer():
         parser.error(f"--width: mlp needs a whole number of units, got {args.width:g}")
     source = "bundled" if args.full_data is None else "full"
+    spec = _tasks(args, parser)
     try:
-        tasks = get_scenario(args.tasks, source=source, root=args.full_data)
+        tasks = get_scenario(spec, source=source, root=args.full_data)
     except (ValueError, FileNotFoundError, TypeError) as err:
         parser.error(f"--tasks {args.tasks}: {err}")
+    if method not in offered(tasks, args.model):
+        parser.error(f"--method {method}: offered with --tasks {spec} and --model "
+                     f"{args.model} only among {', '.join(offered(tasks, args.model)) or 'none'}"
+                     " (the settings table has no measured defaults for the others)")
     if len(tasks) < 2:  # forgetting needs a task after the first
         parser.error(
             f"--tasks {args.tasks}: expected a sequence of at least two tasks such as "
@@ -296,7 +320,7 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
         )
     epochs = None
     if args.epochs is not None or args.epochs_b is not None:
-        epochs_a = defaults(args.tasks, args.model, method).epochs if args.epochs is None \
+        epochs_a = defaults(tasks, args.model, method).epochs if args.epochs is None \
             else args.epochs
         epochs = [epochs_a] + [args.epochs_b or epochs_a] * (len(tasks) - 1)
     try:
@@ -308,7 +332,10 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
     if not args.quiet:
         print(
             f"{' -> '.join(p.names)} | {args.model} | "
-            f"{method}" + ("" if method == "sgd" else f", λ = {p.lam:g}") + " | "
+            f"{method}" + (f", λ = {p.lam:g}" if p.mode is not None else "")
+            + ("" if p.replay_samples is None else f", {p.replay_samples} samples per task")
+            + (f" | {p.scenario.split(':')[1]}-incremental" if ":" in p.scenario else "")
+            + " | "
             f"epochs {'/'.join(f'{e:g}' for e in p.epochs)}",
             file=sys.stderr,
         )

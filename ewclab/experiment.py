@@ -32,6 +32,7 @@ from ewclab.cache import key as cache_key
 from ewclab.data import Task
 from ewclab.history import History
 from ewclab.learner import Learner
+from ewclab.methods import TaskRun
 from ewclab.plan import MODELS, ModelSpec, Plan, make_model, plan
 from ewclab.settings import DEMO, METHODS, defaults
 from ewclab.side_by_side import SideBySide
@@ -109,6 +110,7 @@ def run_sequence(
     cache: TaskACache | None = None,
     source: str = "bundled",
     root: str | None = None,
+    replay_samples: int | None = None,
 ) -> History:
     """Train on each task in turn, consolidating after each, evaluating all throughout.
 
@@ -120,10 +122,16 @@ def run_sequence(
     model : {"testnet", "mlp", "alexnet"} or callable
         Model kind (built with ``width``, ``lr``, ``optimizer``) or a callable returning
         a fresh :class:`~ewclab.learner.Learner`.
-    method : {"sgd", "l2", "ewc", "online-ewc"}
+    method : {"sgd", "l2", "ewc", "online-ewc", "si", "mas", "replay"}
         ``"sgd"``: plain training (no penalty: catastrophic forgetting); ``"l2"``: the
         penalty with F = 1; ``"ewc"``: one EWC term per task (Kirkpatrick et al. 2017);
-        ``"online-ewc"``: one running term decayed by ``gamma`` (Schwarz et al. 2018).
+        ``"online-ewc"``: one running term decayed by ``gamma`` (Schwarz et al. 2018);
+        ``"si"`` / ``"mas"``: the same penalty (online mode) with SI's path integral
+        (Zenke et al. 2017) or MAS's output sensitivity (Aljundi et al. 2018) as the
+        importance; ``"replay"``: no penalty, each step mixes in as many stored samples of
+        earlier tasks (see :class:`ewclab.methods.TaskRun`). Split MNIST in its
+        task-incremental scenario (``"split:task"``) trains a
+        :class:`~ewclab.heads.MultiHead`, each task on its own head (lesson 07).
     lam : float, optional
         EWC strength λ, penalty = λ/2 Σ F_i (θ_i - θ*_i)²; ignored (0) for ``"sgd"``.
         Default (like every setting below given as None): the row of
@@ -157,12 +165,16 @@ def run_sequence(
         Reuse (or store) the model trained on the first task.
     source, root
         Data for a scenario name.
+    replay_samples : int, optional
+        ``"replay"``: samples of each task kept in ``learner.buffer`` and replayed.
 
     Returns
     -------
     History
         Accuracy curves, task boundaries, the accuracy matrix, every task's Fisher
-        (``history.fisher``) and the settings (``history.settings``).
+        (``history.fisher``, measured for every method), the importance each penalty term
+        was given (``history.importance``: the Fisher, SI's or MAS's Ω) and the settings
+        (``history.settings``).
 
     Raises
     ------
@@ -173,7 +185,8 @@ def run_sequence(
     """
     p = plan(tasks, model, method, lam, epochs, fisher, fisher_samples, seed, width=width,
              lr=lr, optimizer=optimizer, batch_size=batch_size, gamma=gamma,
-             eval_every=eval_every, eval_samples=eval_samples, source=source, root=root)
+             eval_every=eval_every, eval_samples=eval_samples, source=source, root=root,
+             replay_samples=replay_samples)
     return run_plan(p, callback, stop, cache)
 
 
@@ -199,13 +212,14 @@ def run_plan(
     for i in range(at.task, len(p.tasks)):
         if i > 0:
             steps.check_stable(learner, p.tasks[i].name)
-        result = steps.train_task(p, i, learner, history, at, callback, stop)
+        run = TaskRun(p, i, learner)
+        result = steps.train_task(p, i, learner, history, at, callback, stop, run)
         at = steps.At(i + 1, result.step, result.loss)
         if result.stopped:
             logger.info("stopped at step %d while training %r", at.step, p.tasks[i].name)
             break
         steps.finish_task(p, i, learner, history, result)
-        fisher_i = steps.consolidate_task(p, i, learner, history)
+        fisher_i = steps.consolidate_task(p, i, learner, history, run)
         if i == 0 and cache is not None:
             cache.put(key, steps.cache_entry(learner, fisher_i, history, at))
     return history
@@ -282,6 +296,9 @@ def sweep(
                   eval_every=eval_every, eval_samples=eval_samples, source=source, root=root)]
     plans += [dataclasses.replace(plans[0], lam=lam) for lam in lams[1:]]
     first = plans[0]
+    if first.multi_head:
+        raise ValueError(f"sweep trains one shared head; tasks {first.scenario!r} need one "
+                         "head per task: use run_sequence for each λ")
     cache = TaskACache(maxsize=1) if cache is None else cache
     key = cache_key(first.model, fingerprint(first.tasks), first.settings(), eval_every,
                     eval_samples)

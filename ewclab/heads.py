@@ -34,9 +34,10 @@ from torch import Tensor
 import ewclab.models  # noqa: F401  (registers MLP, TestNet and AlexNet with persist)
 from ewclab import persist
 from ewclab.learner import Learner
+from ewclab.split import SplitTask
 from ewclab.validation import InputSpec, check_int
 
-__all__ = ["MultiHead"]
+__all__ = ["MultiHead", "task_head"]
 
 #: The learner options (everything a Learner's constructor takes besides ``arch``).
 _OPTIONS = frozenset(inspect.signature(Learner.__init__).parameters) - {"self", "arch"}
@@ -179,6 +180,23 @@ class MultiHead(Learner):
             yield self
         finally:
             self._sample_heads = before
+
+
+@contextmanager
+def task_head(model: Learner, task: Any) -> Iterator[Learner]:
+    """Inside the block, ``model`` answers with ``task``'s head when it is a
+    :class:`MultiHead` and ``task`` a :class:`~ewclab.split.SplitTask` (head
+    ``task.task_id``: the task label given in task-incremental learning); otherwise the
+    block runs unchanged. The previous head is put back afterwards.
+
+    The run path (:func:`ewclab.experiment.run_sequence`, lesson 07) trains, measures the
+    importance and evaluates every task inside ``task_head(learner, task)``.
+    """
+    if isinstance(model, MultiHead) and isinstance(task, SplitTask):
+        with model.use_head(task.task_id):
+            yield model
+    else:
+        yield model
 
 
 def _base_class(base: Any) -> type[Learner]:

@@ -66,6 +66,10 @@ class History:
     fisher : dict of str to dict of str to torch.Tensor
         Final diagonal Fisher per task name (CPU tensors). Set by the caller; a snapshot
         shares these tensors, so replace them rather than modifying them in place.
+    importance : dict of str to dict of str to torch.Tensor
+        Per task name, the importance per weight its penalty term was given (the Fisher
+        for EWC and L2, SI's or MAS's Ω); empty for methods that anchor nothing (plain
+        SGD, replay). Shared by snapshots like ``fisher``.
 
     Notes
     -----
@@ -93,6 +97,7 @@ class History:
         self.boundaries: list[int] = []
         self.accuracy_matrix: np.ndarray = np.full((len(names), len(names)), np.nan)
         self.fisher: dict[str, dict[str, torch.Tensor]] = {}
+        self.importance: dict[str, dict[str, torch.Tensor]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -231,7 +236,8 @@ class History:
     def snapshot(self) -> History:
         """A consistent copy, safe to read while the training thread keeps appending.
 
-        Lists and the matrix are copied; Fisher tensors are shared, not cloned.
+        Lists and the matrix are copied; Fisher and importance tensors are shared, not
+        cloned.
         """
         with self._lock:
             h = History(self.tasks, self.settings)
@@ -240,6 +246,7 @@ class History:
             h.boundaries = list(self.boundaries)
             h.accuracy_matrix = self.accuracy_matrix.copy()
             h.fisher = {t: dict(f) for t, f in self.fisher.items()}
+            h.importance = {t: dict(f) for t, f in self.importance.items()}
             return h
 
 

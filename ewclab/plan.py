@@ -19,10 +19,11 @@ from typing import Any
 
 from ewclab.data import Task
 from ewclab.fisher import KINDS
+from ewclab.heads import MultiHead
 from ewclab.learner import Learner
 from ewclab.models import MLP, AlexNet, TestNet
 from ewclab.scenarios import get_scenario
-from ewclab.settings import DEMO, METHODS, defaults, scenario_kind
+from ewclab.settings import DEMO, IMPORTANCES, METHODS, defaults, scenario_kind
 from ewclab.training import steps_for
 from ewclab.validation import check_int, check_option, check_real, check_seed
 
@@ -41,6 +42,7 @@ def make_model(
     lr: float | None = None,
     optimizer: str | None = None,
     seed: int | None = None,
+    heads: int | None = None,
     **options: Any,
 ) -> Learner:
     """Build a fresh learner: a kind from :data:`MODELS` or a callable returning one.
@@ -59,6 +61,9 @@ def make_model(
         Default: the same row's.
     seed : int, optional
         Seeds the weight initialisation.
+    heads : int, optional
+        Build a :class:`~ewclab.heads.MultiHead` of this many heads of ``num_classes``
+        outputs each, the named kind as its body (task-incremental learning).
     **options
         Further :class:`~ewclab.learner.Learner` options (``ewc_lambda``, ``ewc_mode``,
         ``fisher``, ``buffer_per_task``, ...).
@@ -80,9 +85,13 @@ def make_model(
     if model == "mlp":
         if isinstance(width, bool) or not float(width).is_integer() or width < 1:
             raise ValueError(f"mlp width must be a whole number of units >= 1, got {width!r}")
-        return MLP(num_classes, hidden=(int(width), int(width)), **options)
-    sized = {} if width is None else {"width": width}
-    return MODELS[model](num_classes, **sized, **options)
+        arch = {"hidden": (int(width), int(width))}
+    else:
+        arch = {} if width is None else {"width": width}
+    if heads is not None:
+        return MultiHead(MODELS[model].__name__, heads=heads, classes_per_head=num_classes,
+                         base_arch=arch, **options)
+    return MODELS[model](num_classes, **arch, **options)
 
 
 @dataclass(frozen=True)
@@ -90,8 +99,10 @@ class Plan:
     """A run's resolved, checked settings (see :func:`plan`).
 
     ``tasks`` are the Task objects in training order; ``epochs`` has one value per task;
-    ``lam`` is 0 for ``method="sgd"``; ``width``, ``lr``, ``optimizer`` are None only for a
-    callable ``model`` (which brings its own).
+    ``lam`` is 0 for the methods without a penalty (``"sgd"``, ``"replay"``); ``width``,
+    ``lr``, ``optimizer`` are None only for a callable ``model`` (which brings its own);
+    ``scenario`` is the defaults table's key of the tasks (e.g. ``"split:task"``);
+    ``replay_samples`` is the replay buffer's size per task (``method="replay"``).
     """
 
     tasks: tuple[Task, ...]
@@ -109,6 +120,8 @@ class Plan:
     seed: int
     eval_every: int | None = None
     eval_samples: int | None = None
+    scenario: str = ""
+    replay_samples: int | None = None
 
     @property
     def names(self) -> list[str]:
@@ -119,6 +132,23 @@ class Plan:
     def mode(self) -> str | None:
         """The EWC mode of ``method`` (None for plain SGD)."""
         return METHODS[self.method]
+
+    @property
+    def importance(self) -> str | None:
+        """The importance the method anchors: ``"fisher"``, ``"si"``, ``"mas"`` or None."""
+        return IMPORTANCES[self.method]
+
+    @property
+    def multi_head(self) -> bool:
+        """Task-incremental: one head per task, picked by the task label (a named model is
+        then built as a :class:`~ewclab.heads.MultiHead`)."""
+        return self.scenario.endswith(":task")
+
+    @property
+    def buffer_per_task(self) -> int:
+        """Samples of each task ``learner.buffer`` keeps: the replay buffer's size for
+        ``"replay"``, else the Fisher's samples."""
+        return self.fisher_samples if self.replay_samples is None else self.replay_samples
 
     def steps(self) -> int:
         """Optimisation steps of the whole run (every task's epochs in batches)."""
@@ -146,24 +176,28 @@ class Plan:
             "fisher": self.fisher,
             "fisher_samples": self.fisher_samples,
             "seed": self.seed,
+            "scenario": self.scenario,
+            "replay_samples": self.replay_samples,
         }
 
     def learner(self) -> Learner:
         """A fresh learner for this plan: a named kind gets every setting through its
-        constructor; a callable's learner is given the plan's EWC settings and buffer
-        size through its public attributes."""
+        constructor (task-IL: a :class:`~ewclab.heads.MultiHead`, one head per task); a
+        callable's learner is given the plan's EWC settings and buffer size through its
+        public attributes (for task-IL it must route by itself, e.g. be a MultiHead)."""
         num_classes = max(t.num_classes for t in self.tasks)
         ewc = dict(
             ewc_lambda=self.lam, ewc_mode=self.mode or "separate", ewc_gamma=self.gamma,
-            fisher=self.fisher, buffer_per_task=self.fisher_samples,
+            fisher=self.fisher, buffer_per_task=self.buffer_per_task,
         )
         if isinstance(self.model, str):
             return make_model(self.model, num_classes, self.width, self.lr, self.optimizer,
-                              seed=self.seed, **ewc)
+                              seed=self.seed, heads=len(self.tasks) if self.multi_head
+                              else None, **ewc)
         learner = make_model(self.model)
         self.configure(learner)
         learner.ewc.fisher = self.fisher
-        learner.buffer.per_task = self.fisher_samples
+        learner.buffer.per_task = self.buffer_per_task
         return learner
 
     def configure(self, learner: Learner) -> None:
@@ -192,6 +226,7 @@ def plan(
     eval_samples: int | None = None,
     source: str = "bundled",
     root: str | None = None,
+    replay_samples: int | None = None,
 ) -> Plan:
     """Resolve and check a run's settings (the arguments of
     :func:`~ewclab.experiment.run_sequence`, which documents each).
@@ -215,7 +250,8 @@ def plan(
         raise TypeError(f"model must be one of {sorted(MODELS)} or a callable, got {model!r}")
     if named and model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {sorted(MODELS)} or a callable")
-    row = defaults(scenario_kind([t.name for t in tasks]), model if named else "mlp", method)
+    kind = scenario_kind(tasks)
+    row = defaults(kind, model if named else "mlp", method)
     lam = row.lam if lam is None else lam
     if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not 0 <= lam < math.inf:
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
@@ -230,7 +266,7 @@ def plan(
         tasks=tasks,
         model=model,
         method=method,
-        lam=0.0 if method == "sgd" else float(lam),
+        lam=0.0 if METHODS[method] is None else float(lam),
         gamma=check_real(gamma, "gamma", low=0, low_open=True, high=1),
         epochs=_epochs_per_task(row.epochs if epochs is None else epochs, len(tasks)),
         width=(row.width if width is None else width) if named else width,
@@ -244,6 +280,10 @@ def plan(
         seed=int(check_seed(seed, none_ok=False)),
         eval_every=eval_every,
         eval_samples=eval_samples,
+        scenario=kind,
+        replay_samples=None if method != "replay" else check_int(
+            row.replay_samples if replay_samples is None else replay_samples,
+            "replay_samples", low=1),
     )
 
 

@@ -16,9 +16,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ewclab.data import Task
+from ewclab.settings_split import REPLAY_SAMPLES, REPLAY_WHY, SPLIT_LAM
+from ewclab.split import SplitTask
+
 __all__ = [
+    "CLASSIC_METHODS",
     "DEMO",
     "FALLBACK_LAM",
+    "IMPORTANCES",
     "LAM",
     "METHODS",
     "MODEL_DEFAULTS",
@@ -27,19 +33,38 @@ __all__ = [
     "ModelDefaults",
     "Settings",
     "defaults",
+    "offered",
     "scenario_kind",
 ]
 
-#: Training methods and the EWC mode each one uses (None: plain training, no penalty).
+#: Training methods and the EWC mode each one uses (None: no penalty). SI and MAS anchor
+#: their summed importance at the latest weights, as their papers do: the ``"online"`` mode
+#: with γ = 1. ``"replay"`` has no penalty: it mixes stored samples of earlier tasks into
+#: every step (:mod:`ewclab.replay`).
 METHODS: dict[str, str | None] = {
     "sgd": None, "ewc": "separate", "online-ewc": "online", "l2": "l2",
+    "si": "online", "mas": "online", "replay": None,
 }
+
+#: The importance per weight each method's penalty anchors (:mod:`ewclab.importance`):
+#: the Fisher (``"l2"`` replaces it by 1 inside the penalty), SI's path integral or MAS's
+#: output sensitivity; None: no penalty.
+IMPORTANCES: dict[str, str | None] = {
+    "sgd": None, "ewc": "fisher", "online-ewc": "fisher", "l2": "fisher",
+    "si": "si", "mas": "mas", "replay": None,
+}
+
+#: The methods of the EWC paper's comparison, offered for every scenario and model.
+CLASSIC_METHODS = ("sgd", "ewc", "online-ewc", "l2")
 
 #: The model kinds the lab offers (built by :func:`ewclab.experiment.make_model`).
 MODELS = ("mlp", "testnet", "alexnet")
 
-#: Scenario kinds the table is keyed by (see :func:`scenario_kind`).
-SCENARIO_KINDS = ("mnist->fashion", "fashion->mnist", "permuted", "split")
+#: Scenario kinds the table is keyed by (see :func:`scenario_kind`). Split MNIST comes in
+#: van de Ven & Tolias's three scenarios (:mod:`ewclab.split`); plain ``"split"`` is
+#: ``"split:domain"``.
+SCENARIO_KINDS = ("mnist->fashion", "fashion->mnist", "permuted", "split:task",
+                  "split:domain", "split:class")
 
 
 @dataclass(frozen=True)
@@ -68,6 +93,9 @@ class Settings:
         Fisher kind for consolidation (``"exact"``, ``"empirical"``, ``"sampled"``).
     fisher_samples : int
         Training samples of each task kept for its Fisher.
+    replay_samples : int
+        ``"replay"`` only: samples of each task kept in the buffer and replayed (the
+        buffer then keeps this many per task instead of ``fisher_samples``).
     seed : int
         Seed of the model, the batch order and the sampled Fisher.
     why : str
@@ -87,6 +115,7 @@ class Settings:
     gamma: float = 1.0
     fisher: str = "exact"
     fisher_samples: int = 1000
+    replay_samples: int = 200
     seed: int = 0
     why: str = ""
 
@@ -155,18 +184,18 @@ LAM: dict[tuple[str, str, str], tuple[float, str]] = {
         "RESULTS.md section 7: Fashion 66.5 % at the end vs 33.1 % with SGD, MNIST 87.8 % "
         "(SGD 90.0 %); λ 0.3 costs MNIST 13 points",
     ),
-    ("split", "mlp", "ewc"): (
+    ("split:domain", "mlp", "ewc"): (
         1000.0,
         "RESULTS.md section 7: old tasks 64.2 % at the end vs 53.1 % with SGD (BWT -32.6 vs "
         "-44.5 points), last task 96.0 %, margin 3.5; λ 1500 gains 3 points at margin 2.1, "
         "λ 3000 breaks the bound (the grid below: chance)",
     ),
-    ("split", "mlp", "online-ewc"): (
+    ("split:domain", "mlp", "online-ewc"): (
         1000.0,
         "RESULTS.md section 7: old tasks 61.6 % vs 53.1 % with SGD, last task 96.0 %, "
         "margin 3.4 (γ = 1 sums the Fishers as separate EWC does)",
     ),
-    ("split", "mlp", "l2"): (
+    ("split:domain", "mlp", "l2"): (
         0.3,
         "RESULTS.md section 7: old tasks 70.6 % vs 53.1 % with SGD, last task 93.5 % "
         "(SGD 95.0 %); the two-class tasks share one head, so uniform anchoring helps",
@@ -234,16 +263,16 @@ LAM: dict[tuple[str, str, str], tuple[float, str]] = {
         "measured at width 0.25, lr 0.005, 5 epochs: Fashion 38.1 % at the end vs 12.9 % "
         "with SGD, MNIST 80.4 % (SGD 92.3 %); λ 0.1 keeps nothing (12.7 %)",
     ),
-    ("split", "alexnet", "ewc"): (
+    ("split:domain", "alexnet", "ewc"): (
         2000.0,
         "measured at width 0.25, lr 0.005, 5 epochs: old tasks 65.1 % at the end vs 43.5 % "
         "with SGD, last task 94.0 % (SGD 98.0 %), margin 3.5; λ 1000 keeps 63.4 %",
     ),
-    ("split", "alexnet", "online-ewc"): (
+    ("split:domain", "alexnet", "online-ewc"): (
         2000.0, "as separate EWC: γ = 1 sums the Fishers as separate EWC does (not measured "
         "on its own)",
     ),
-    ("split", "alexnet", "l2"): (
+    ("split:domain", "alexnet", "l2"): (
         1.0,
         "measured at width 0.25, lr 0.005, 5 epochs: old tasks 74.5 % at the end vs 43.5 % "
         "with SGD, last task 90.5 % (SGD 98.0 %); λ 0.1 keeps 59.1 %",
@@ -279,16 +308,16 @@ LAM: dict[tuple[str, str, str], tuple[float, str]] = {
         "measured at lr 0.01, 5 epochs: Fashion 15.2 % at the end vs 5.4 % with SGD, MNIST "
         "87.6 % (SGD 90.9 %)",
     ),
-    ("split", "testnet", "ewc"): (
+    ("split:domain", "testnet", "ewc"): (
         300.0,
         "measured at lr 0.01, 5 epochs: old tasks 73.0 % at the end vs 50.4 % with SGD, last "
         "task 93.5 % (SGD 95.5 %), margin 6.8; λ 100 keeps 66.0 %",
     ),
-    ("split", "testnet", "online-ewc"): (
+    ("split:domain", "testnet", "online-ewc"): (
         300.0, "as separate EWC: γ = 1 sums the Fishers as separate EWC does (not measured "
         "on its own)",
     ),
-    ("split", "testnet", "l2"): (
+    ("split:domain", "testnet", "l2"): (
         0.1,
         "measured at lr 0.01, 5 epochs: old tasks 68.8 % at the end vs 50.4 % with SGD, last "
         "task 94.0 % (SGD 95.5 %)",
@@ -312,31 +341,46 @@ LAM: dict[tuple[str, str, str], tuple[float, str]] = {
     ),
 }
 
+LAM.update(SPLIT_LAM)  # split MNIST's three scenarios: ewclab/settings_split.py
+
 #: λ for a (scenario, model, method) that :data:`LAM` does not list.
-FALLBACK_LAM = {"sgd": 0.0, "ewc": 2000.0, "online-ewc": 2000.0, "l2": 1.0}
+FALLBACK_LAM = {"sgd": 0.0, "ewc": 2000.0, "online-ewc": 2000.0, "l2": 1.0, "si": 1.0,
+                "mas": 1.0, "replay": 0.0}
 
 
-def scenario_kind(tasks: str | Sequence[str]) -> str:
+def scenario_kind(tasks: str | Sequence[str] | Sequence[Task]) -> str:
     """The table key of a scenario: ``"permuted:7"`` → ``"permuted"``, aliases folded.
 
-    ``tasks`` is a scenario name or the task names of a sequence (as
-    :func:`ewclab.scenarios.get_scenario` names them), so a list of tasks finds its row too.
+    ``tasks`` is a scenario name, the task names of a sequence (as
+    :func:`ewclab.scenarios.get_scenario` names them) or the tasks themselves, so a list of
+    tasks finds its row too. Split tasks have the same names in the three scenarios: only
+    :class:`~ewclab.split.SplitTask` objects tell ``"split:task"``, ``"split:domain"`` and
+    ``"split:class"`` apart (names alone, and plain ``"split"``, mean ``"split:domain"``).
 
     >>> scenario_kind("Mnist->Fashion-MNIST"), scenario_kind("permuted:3")
     ('mnist->fashion', 'permuted')
     >>> scenario_kind(["fashion-mnist", "mnist"]), scenario_kind(["mnist-split01"])
-    ('fashion->mnist', 'split')
+    ('fashion->mnist', 'split:domain')
+    >>> scenario_kind("split:class"), scenario_kind("split")
+    ('split:class', 'split:domain')
     """
     if isinstance(tasks, str):
         spec = tasks.strip().lower().replace("fashion-mnist", "fashion")
+        if spec in ("split", "split-fashion"):
+            return f"{spec}:domain"
         return "permuted" if spec.startswith("permuted:") else spec
-    names = list(tasks) if isinstance(tasks, Sequence) else None
-    if not names or not all(isinstance(n, str) for n in names):
+    items = list(tasks) if isinstance(tasks, Sequence) else None
+    if items and all(isinstance(t, SplitTask) for t in items):
+        dataset = "split" if items[0].name.startswith("mnist-") else "split-fashion"
+        return f"{dataset}:{items[0].scenario}"
+    if items and all(isinstance(t, Task) for t in items):
+        items = [t.name for t in items]
+    if not items or not all(isinstance(n, str) for n in items):
         raise TypeError(f"tasks must be a scenario name or a list of task names, got {tasks!r}")
-    for prefix, kind in (("mnist-perm", "permuted"), ("mnist-split", "split")):
-        if all(n.startswith(prefix) for n in names):
+    for prefix, kind in (("mnist-perm", "permuted"), ("mnist-split", "split:domain")):
+        if all(n.startswith(prefix) for n in items):
             return kind
-    return scenario_kind("->".join(names))
+    return scenario_kind("->".join(items))
 
 
 def defaults(tasks: str = "mnist->fashion", model: str = "mlp", method: str = "ewc") -> Settings:
@@ -346,9 +390,11 @@ def defaults(tasks: str = "mnist->fashion", model: str = "mlp", method: str = "e
     ----------
     tasks : str
         A scenario name (``"mnist->fashion"``, ``"fashion->mnist"``, ``"permuted:T"``,
-        ``"split"``); other sequences get the values of the closest row.
+        ``"split[:task|:domain|:class]"``) or the tasks (see :func:`scenario_kind`); other
+        sequences get the values of the closest row. Split MNIST's rows are in
+        :mod:`ewclab.settings_split`.
     model : {"mlp", "testnet", "alexnet"}
-    method : {"sgd", "ewc", "online-ewc", "l2"}
+    method : {"sgd", "ewc", "online-ewc", "l2", "si", "mas", "replay"}
 
     Returns
     -------
@@ -366,10 +412,32 @@ def defaults(tasks: str = "mnist->fashion", model: str = "mlp", method: str = "e
     kind = scenario_kind(tasks)
     m = MODEL_DEFAULTS[model]
     lam, why = LAM.get((kind, model, method), (FALLBACK_LAM[method], "not measured yet"))
-    if method == "sgd":
+    if METHODS[method] is None:
         lam, why = 0.0, "plain training: no penalty"
+    if method == "replay":
+        why = REPLAY_WHY.get((kind, model), "not measured yet")
     return Settings(tasks=tasks, model=model, method=method, lam=lam, lr=m.lr,
-                    epochs=m.epochs, width=m.width, why=why)
+                    epochs=m.epochs, width=m.width, replay_samples=REPLAY_SAMPLES, why=why)
+
+
+def offered(tasks: str, model: str) -> tuple[str, ...]:
+    """The methods the front ends offer for a scenario and model: those with a measured row.
+
+    A method is offered where :data:`LAM` (or, for ``"replay"``, the replay table of
+    :mod:`ewclab.settings_split`) has a row of its own, and ``"sgd"`` wherever another
+    method is; so every offered choice runs at defaults chosen by measurement. The library
+    (:func:`ewclab.experiment.run_sequence`) accepts every method anywhere; unmeasured
+    rows fall back to :data:`FALLBACK_LAM`.
+
+    >>> offered("mnist->fashion", "mlp")
+    ('sgd', 'ewc', 'online-ewc', 'l2')
+    >>> offered("split:class", "mlp")
+    ('sgd', 'ewc', 'online-ewc', 'l2', 'si', 'mas', 'replay')
+    """
+    kind = scenario_kind(tasks)
+    measured = [m for m in METHODS if (kind, model, m) in LAM
+                or (m == "replay" and (kind, model) in REPLAY_WHY)]
+    return tuple(m for m in METHODS if m in measured or (m == "sgd" and measured))
 
 
 #: The demo's settings (MNIST -> Fashion-MNIST, the MLP, EWC): what ``ewclab demo --ewc``

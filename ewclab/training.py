@@ -17,6 +17,7 @@ import numpy as np
 
 from ewclab.buffer import TaskBuffer
 from ewclab.data import Task, batchify
+from ewclab.heads import task_head
 from ewclab.history import History
 from ewclab.learner import Learner
 from ewclab.settings import DEMO
@@ -72,11 +73,16 @@ def steps_for(task: Task, epochs: float, batch_size: int) -> int:
 
 
 def evaluate(model: Learner, tasks: Iterable[Task], samples: int | None = None) -> dict[str, float]:
-    """Test accuracy of ``model`` on each task (its first ``samples`` test images, or all)."""
-    return {
-        t.name: float(model.score(_images(t.x_test[:samples]), t.y_test[:samples]))
-        for t in tasks
-    }
+    """Test accuracy of ``model`` on each task (its first ``samples`` test images, or all).
+
+    A multi-head model answers each task with that task's head (:func:`~ewclab.heads.task_head`:
+    the task label is given at test time in task-incremental learning).
+    """
+    scores = {}
+    for t in tasks:
+        with task_head(model, t):
+            scores[t.name] = float(model.score(_images(t.x_test[:samples]), t.y_test[:samples]))
+    return scores
 
 
 def _images(x: np.ndarray) -> np.ndarray:
@@ -101,6 +107,7 @@ def train_on_task(
     eval_samples: int | None = None,
     history: History | None = None,
     start_step: int = 0,
+    fit_step: Callable[[Any, Any], float] | None = None,
 ) -> TaskResult:
     """Train ``model`` on one task with ``partial_fit``, evaluating as it goes.
 
@@ -142,6 +149,12 @@ def train_on_task(
         history's tasks).
     start_step : int
         Global step before this task (steps are numbered across a sequence).
+    fit_step : callable, optional
+        ``fit_step(X, y) -> loss`` trains one step on the task's batch instead of
+        ``model.partial_fit(X, y)``: a method's additions go here (replayed samples mixed
+        in, SI's path integral updated after the step; see :class:`ewclab.methods.TaskRun`).
+        The buffer is offered the task's own batch ``(X, y)``, never what ``fit_step``
+        adds to it.
 
     Returns
     -------
@@ -184,7 +197,7 @@ def train_on_task(
             stopped = True
             break
         X, y = next(batches)
-        loss = float(model.partial_fit(X, y))
+        loss = float(model.partial_fit(X, y) if fit_step is None else fit_step(X, y))
         step += 1
         if buffer is not None and (first_pass is None or k <= first_pass):
             buffer.add(name, X, y)

@@ -21,11 +21,12 @@ from ewclab.experiment import TaskACache
 from ewclab.fisher import KINDS
 from ewclab.history import History
 from ewclab.learner import sgd_curvature_limit
-from ewclab.settings import Settings
+from ewclab.settings import Settings, scenario_kind
 from ewclab.validation import check_int, check_option, check_real, check_seed
 
 __all__ = [
-    "FISHER_SAMPLES", "LAM_HEADROOM", "LAM_STEP", "MAX_EPOCHS", "MODEL_CHOICES", "SOURCES",
+    "FISHER_SAMPLES", "LAM_HEADROOM", "LAM_STEP", "MAX_EPOCHS", "METHOD_CHOICES",
+    "MODEL_CHOICES", "SOURCES",
     "TASK_PAIRS", "FisherMaxima", "check_arguments", "check_tasks", "first_line", "lam_range",
     "largest_stable_lam", "limit_text", "method_text", "percent_text", "refusal", "row_epochs",
 ]
@@ -34,6 +35,10 @@ __all__ = [
 TASK_PAIRS = ("mnist->fashion", "fashion->mnist")
 #: Models offered by the playground (each at the size its row of the defaults table gives).
 MODEL_CHOICES = ("mlp", "testnet", "alexnet")
+#: Methods offered by the playground (its EWC toggle: on = EWC, off = plain SGD). Online
+#: EWC, L2, SI, MAS, replay and split MNIST's three scenarios are offered by ``ewclab demo``
+#: (``--method``, ``--scenario``) and lesson 07, not here.
+METHOD_CHOICES = ("sgd", "ewc")
 #: Fisher sample counts offered by the playground.
 FISHER_SAMPLES = (100, 300, 1000, 3000)
 #: Data sources (see :func:`ewclab.data.load_task`).
@@ -152,7 +157,7 @@ class FisherMaxima:
     ) -> None:
         self.cache, self.seed, self._tasks = cache, seed, tasks
         self._known: dict[tuple, float] = {}
-        self._fingerprints: dict[str, str] = {}
+        self._fingerprints: dict[str, tuple[str, str]] = {}  # pair -> (data, scenario kind)
 
     @staticmethod
     def _key(s: Mapping[str, Any]) -> tuple:
@@ -172,11 +177,13 @@ class FisherMaxima:
             return known
         if s["pair"] not in self._fingerprints:
             try:
-                self._fingerprints[s["pair"]] = fingerprint(self._tasks(s["pair"]))
+                tasks = self._tasks(s["pair"])
+                self._fingerprints[s["pair"]] = fingerprint(tasks), scenario_kind(tasks)
             except (OSError, ValueError):  # data not at hand: a run will say so
                 return None
-        settings = {**s, "epochs": [s["epochs_a"]], "seed": self.seed}
-        entry = self.cache.peek(cache_key(s["model"], self._fingerprints[s["pair"]], settings))
+        data, kind = self._fingerprints[s["pair"]]
+        settings = {**s, "epochs": [s["epochs_a"]], "seed": self.seed, "scenario": kind}
+        entry = self.cache.peek(cache_key(s["model"], data, settings))
         if entry is None:
             return None
         self._known[self._key(s)] = max(float(f.max()) for f in entry.fisher.values())
