@@ -111,6 +111,7 @@ def run_sequence(
     source: str = "bundled",
     root: str | None = None,
     replay_samples: int | None = None,
+    learner: Learner | None = None,
 ) -> History:
     """Train on each task in turn, consolidating after each, evaluating all throughout.
 
@@ -167,6 +168,10 @@ def run_sequence(
         Data for a scenario name.
     replay_samples : int, optional
         ``"replay"``: samples of each task kept in ``learner.buffer`` and replayed.
+    learner : Learner, optional
+        Train this learner instead of a fresh one, so that the caller keeps the trained
+        model (e.g. for a confusion matrix or importance heatmaps, lesson 07). It must be
+        untrained and built for the run: ``plan(...).learner()``. Not with ``cache``.
 
     Returns
     -------
@@ -187,7 +192,7 @@ def run_sequence(
              lr=lr, optimizer=optimizer, batch_size=batch_size, gamma=gamma,
              eval_every=eval_every, eval_samples=eval_samples, source=source, root=root,
              replay_samples=replay_samples)
-    return run_plan(p, callback, stop, cache)
+    return run_plan(p, callback, stop, cache, learner=learner)
 
 
 def run_plan(
@@ -195,18 +200,30 @@ def run_plan(
     callback: Callable[[Point], None] | None = None,
     stop: Callable[[], bool] | None = None,
     cache: TaskACache | None = None,
+    *,
+    learner: Learner | None = None,
 ) -> History:
     """:func:`run_sequence` for settings already resolved by :func:`ewclab.plan.plan`.
 
     For a front end that shows the plan before running it (the CLI's settings line and
     progress bar, the playground's step count): ``p = plan(...)``, then ``run_plan(p)``.
+    To keep the trained model, build it first and hand it over::
+
+        p = plan("split:class", method="replay")
+        learner = p.learner()
+        history = run_plan(p, learner=learner)    # learner is now trained
     """
+    if learner is not None and cache is not None:
+        raise ValueError("give run_plan a learner or a cache, not both: a cached task A "
+                         "would replace the learner")
+    if learner is not None and not isinstance(learner, Learner):
+        raise TypeError(f"learner must be an ewclab Learner, got {type(learner).__name__}")
     history = History(p.names, p.settings())
     key = cache_key(p.model, fingerprint(p.tasks), history.settings, p.eval_every,
                     p.eval_samples) if cache is not None else None
     entry = cache.get(key) if cache is not None else None
     if entry is None:
-        learner, at = p.learner(), steps.At(0, 0, math.nan)
+        learner, at = p.learner() if learner is None else learner, steps.At(0, 0, math.nan)
     else:
         learner, at = steps.restore(p, entry, history, callback)
     for i in range(at.task, len(p.tasks)):

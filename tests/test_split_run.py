@@ -28,7 +28,7 @@ from ewclab.methods import TaskRun
 from ewclab.models import MLP
 from ewclab.plan import plan
 from ewclab.settings import METHODS, defaults, offered
-from ewclab.training import steps_for
+from ewclab.training import evaluate, steps_for
 
 SCENARIOS = ("task", "domain", "class")
 #: A fraction of an epoch per task, no evaluation inside a task.
@@ -220,3 +220,19 @@ def test_the_playground_offers_only_measured_methods():
     for pair in TASK_PAIRS:
         for model in MODEL_CHOICES:
             assert set(METHOD_CHOICES) <= set(offered(pair, model)), (pair, model)
+
+
+def test_the_caller_can_keep_the_trained_learner():
+    """run_sequence(..., learner=plan(...).learner()) trains that learner (lesson 07 reads
+    its confusion matrix); with a cache as well it is refused before training."""
+    p = plan("split:task", method="si", **FAST)
+    learner = p.learner()
+    h = run_sequence("split:task", method="si", learner=learner, **FAST)
+    final = evaluate(learner, p.tasks)
+    assert [final[t] for t in h.tasks] == pytest.approx(list(h.accuracy_matrix[-1]))
+    assert len(learner.ewc.tasks) == 1 and learner.ewc.mode == "online"  # SI's running Ω
+    fresh = p.learner()
+    before = [q.detach().clone() for q in fresh.parameters()]
+    with pytest.raises(ValueError, match="learner or a cache"):
+        run_sequence("split:task", method="si", learner=fresh, cache=TaskACache(), **FAST)
+    assert all(torch.equal(a, q) for a, q in zip(before, fresh.parameters(), strict=True))
