@@ -309,10 +309,11 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
         tasks = get_scenario(spec, source=source, root=args.full_data)
     except (ValueError, FileNotFoundError, TypeError) as err:
         parser.error(f"--tasks {args.tasks}: {err}")
-    if method not in offered(tasks, args.model):
-        parser.error(f"--method {method}: offered with --tasks {spec} and --model "
-                     f"{args.model} only among {', '.join(offered(tasks, args.model)) or 'none'}"
-                     " (the settings table has no measured defaults for the others)")
+    methods = offered(tasks, args.model)
+    if method not in methods:
+        parser.error(f"--method {method}: ewclab.settings has no measured defaults for it with "
+                     f"--tasks {spec} and --model {args.model}; offered there: "
+                     + (", ".join(methods) if methods else "none (try --model mlp)"))
     if len(tasks) < 2:  # forgetting needs a task after the first
         parser.error(
             f"--tasks {args.tasks}: expected a sequence of at least two tasks such as "
