@@ -313,7 +313,8 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
     if method not in methods:
         parser.error(f"--method {method}: ewclab.settings has no measured defaults for it with "
                      f"--tasks {spec} and --model {args.model}; offered there: "
-                     + (", ".join(methods) if methods else "none (try --model mlp)"))
+                     + (", ".join(methods) if methods else "none"
+                        + (" (try --model mlp)" if offered(tasks, "mlp") else "")))
     if len(tasks) < 2:  # forgetting needs a task after the first
         parser.error(
             f"--tasks {args.tasks}: expected a sequence of at least two tasks such as "

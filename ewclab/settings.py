@@ -423,11 +423,13 @@ def defaults(tasks: str = "mnist->fashion", model: str = "mlp", method: str = "e
 def offered(tasks: str, model: str) -> tuple[str, ...]:
     """The methods the front ends offer for a scenario and model: those with a measured row.
 
-    A method is offered where :data:`LAM` (or, for ``"replay"``, the replay table of
-    :mod:`ewclab.settings_split`) has a row of its own, and ``"sgd"`` wherever another
-    method is; so every offered choice runs at defaults chosen by measurement. The library
-    (:func:`ewclab.experiment.run_sequence`) accepts every method anywhere; unmeasured
-    rows fall back to :data:`FALLBACK_LAM`.
+    For a scenario kind of :data:`SCENARIO_KINDS`, a method is offered where :data:`LAM`
+    (or, for ``"replay"``, the replay table of :mod:`ewclab.settings_split`) has a row of
+    its own, and ``"sgd"`` wherever another method is; so every offered choice runs at
+    defaults chosen by measurement. Any other sequence (e.g. ``"mnist->fashion->mnist"``,
+    split Fashion-MNIST) is offered the :data:`CLASSIC_METHODS` at :data:`FALLBACK_LAM`, as
+    before the split scenarios came. The library (:func:`ewclab.experiment.run_sequence`)
+    accepts every method anywhere.
 
     >>> offered("mnist->fashion", "mlp")
     ('sgd', 'ewc', 'online-ewc', 'l2')
@@ -435,6 +437,8 @@ def offered(tasks: str, model: str) -> tuple[str, ...]:
     ('sgd', 'ewc', 'online-ewc', 'l2', 'si', 'mas', 'replay')
     """
     kind = scenario_kind(tasks)
+    if kind not in SCENARIO_KINDS:
+        return CLASSIC_METHODS
     measured = [m for m in METHODS if (kind, model, m) in LAM
                 or (m == "replay" and (kind, model) in REPLAY_WHY)]
     return tuple(m for m in METHODS if m in measured or (m == "sgd" and measured))

@@ -236,3 +236,11 @@ def test_the_caller_can_keep_the_trained_learner():
     with pytest.raises(ValueError, match="learner or a cache"):
         run_sequence("split:task", method="si", learner=fresh, cache=TaskACache(), **FAST)
     assert all(torch.equal(a, q) for a, q in zip(before, fresh.parameters(), strict=True))
+
+
+def test_sequences_the_table_does_not_know_keep_the_classic_methods():
+    """A sequence without rows (three tasks, split Fashion-MNIST) is offered plain SGD,
+    EWC, online EWC and L2 at the fallback λ, as before; SI, MAS and replay need rows."""
+    for spec in ("mnist->fashion->mnist", "split-fashion:class"):
+        assert offered(spec, "mlp") == ("sgd", "ewc", "online-ewc", "l2")
+    assert offered("split:class", "testnet") == ()
