@@ -97,6 +97,13 @@ def test_json_dash_writes_json_to_stdout_and_the_table_to_stderr(capsys):
     assert "test accuracy" in captured.err and "task A (mnist) after B" in captured.err
 
 
+def test_width_scales_testnet(capsys):
+    argv = ["demo", "--model", "testnet", "--width", "0.5", "-e", "0.05", "--quiet", "--json", "-"]
+    assert main(argv) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["settings"]["width"] == 0.5 and d["settings"]["model"] == "testnet"
+
+
 def test_defaults_come_from_the_settings_table(tmp_path, monkeypatch):
     """λ, lr and epochs follow settings.defaults for --tasks/--model/method, not the demo's."""
     import ewclab.experiment
@@ -159,7 +166,7 @@ def test_largest_seed_runs(capsys):
         ["demo", "--tasks", "cifar"],
         ["demo", "--fisher", "kfac"],
         ["demo", "--batch-size", "1.5"],
-        ["demo", "--model", "testnet", "--width", "3"],
+        ["demo", "--model", "mlp", "--width", "2.5"],
         ["demo", "--full-data", "/nonexistent/ewclab-data"],
         ["demo", "--seed", "-1"],
         ["demo", "--threads", "0"],
