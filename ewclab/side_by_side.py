@@ -14,8 +14,10 @@ then one optimiser step on the stacked tensors (SGD's and Adam's updates are ele
 so they are the K serial updates). The network is run with
 ``torch.func.vmap(functional_call(...))`` over the stacked parameters, so any learner
 works (the MLP's linear layers become batched matrix products, convolutions grouped
-ones). A hand-written stacked MLP (``torch.baddbmm``) was no faster on one CPU thread
-(benchmarks/RESULTS.md, "λ sweeps side by side"), so there is one path for every model.
+ones). A hand-written stacked MLP (``torch.baddbmm``) ran its cross-entropy step within
+~10 % of this on one CPU thread, either way (benchmarks/RESULTS.md, section 11), so there
+is one path for every model. On a CPU, K copies still cost about K times one: the
+arithmetic is not shared, only the per-step overhead (and, in a sweep, task A).
 
 Each copy ends where its own serial run (a loop of ``learner.partial_fit`` on the same
 batches) ends, up to float rounding (batched and single matrix products sum in different
