@@ -1,7 +1,7 @@
 """The package's import graph has no circle (no module imports, directly or through others,
 a module that imports it; function-level imports included) and no upward arrow (no module
-imports one from a higher layer of DESIGN.md's map). A subpackage (``ewclab.plots``) is one
-node."""
+imports one from a higher layer of README's sketch, "How the package is built"). A
+subpackage (``ewclab.plots``) is one node."""
 
 from __future__ import annotations
 
@@ -11,24 +11,25 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "ewclab"
 
 
-#: DESIGN.md's layers, ground floor first: a module may import its own layer or lower ones.
-LAYERS = (
-    # the ground floor: data, scenarios, memory, metrics, checks, the 2-D toy
-    {"validation", "idx", "sources", "data", "split", "scenarios", "buffer", "replay",
-     "metrics", "history", "snapshot", "toy", "laplace", "tradeoff"},
-    {"fisher_sums", "fisher", "importance"},  # importance measures: Fisher, SI, MAS
-    {"ewc", "conventions", "pitfalls"},  # the one quadratic penalty; λ across libraries;
-    # what goes wrong, measured (lesson 06)
-    {"persist", "learner"},  # partial_fit, buffer, consolidate, save/load
-    {"models", "heads"},  # the networks
-    # the defaults table (split MNIST's rows in settings_split), the task-A cache, figures
-    {"settings", "settings_split", "cache", "plots"},
-    # task sequences (methods: what replay, SI, MAS and task-IL heads add to a task)
-    {"plan", "training", "methods", "steps", "side_by_side", "sweep_training", "experiment"},
-    # the faces
-    {"cli", "__main__", "widgets", "widgets_options", "widgets_fisher", "widgets_sweep",
-     "reveal", "still"},
-)
+README = PACKAGE.parent / "README.md"
+
+
+def _layers() -> list[set[str]]:
+    """The layers of README's "How the package is built" block, ground floor first: each
+    line is a layer's label and its modules; an indented line continues the one above."""
+    text = README.read_text()
+    block = text.split("## How the package is built", 1)[1].split("```text\n", 1)[1]
+    layers: list[set[str]] = []
+    for line in block.split("```", 1)[0].splitlines():
+        words = line.split()
+        if line.startswith(" "):
+            layers[-1] |= set(words)
+        elif words:
+            layers.append(set(words[1:]))
+    return layers[::-1]
+
+
+LAYERS = _layers()
 
 
 def _modules() -> dict[str, list[Path]]:
@@ -93,7 +94,10 @@ def test_the_cycle_finder_finds_a_circle():
 def test_every_module_has_a_layer_and_no_arrow_points_up():
     graph = _imports()
     layer = {m: k for k, names in enumerate(LAYERS) for m in names}
-    assert set(graph) <= set(layer), f"modules with no layer in LAYERS: {set(graph) - set(layer)}"
+    assert sum(map(len, LAYERS)) == len(layer), "a module is on two lines of README's sketch"
+    assert set(graph) == set(layer), (
+        f"README's sketch lacks {sorted(set(graph) - set(layer))} and names modules that do "
+        f"not exist: {sorted(set(layer) - set(graph))}")
     assert "plots" in graph and "plots" in graph["widgets_fisher"]  # subpackages are seen
     upward = [f"{a} -> {b}" for a, deps in graph.items() for b in deps if layer[b] > layer[a]]
     assert upward == [], f"imports from a higher layer: {upward}"
