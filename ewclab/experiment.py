@@ -30,6 +30,7 @@ from ewclab import steps
 from ewclab.cache import Entry, TaskACache, fingerprint
 from ewclab.cache import key as cache_key
 from ewclab.data import Task
+from ewclab.heads import MultiHead
 from ewclab.history import History
 from ewclab.learner import Learner
 from ewclab.methods import TaskRun
@@ -218,6 +219,9 @@ def run_plan(
                          "would replace the learner")
     if learner is not None and not isinstance(learner, Learner):
         raise TypeError(f"learner must be an ewclab Learner, got {type(learner).__name__}")
+    if learner is not None and p.multi_head and not isinstance(learner, MultiHead):
+        raise ValueError(f"tasks {p.scenario!r} need one head per task: give the learner "
+                         f"p.learner() builds (a MultiHead), got {type(learner).__name__}")
     history = History(p.names, p.settings())
     key = cache_key(p.model, fingerprint(p.tasks), history.settings, p.eval_every,
                     p.eval_samples) if cache is not None else None

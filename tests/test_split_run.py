@@ -194,7 +194,7 @@ def test_si_and_mas_importances_reach_the_penalty(method):
     steps.train_task(p, 1, learner, history, steps.At(1, result.step, result.loss), None, None)
     by_hand = sum(float((expected[n] * (q.detach() - term.anchor[n]) ** 2).sum())
                   for n, q in learner.named_parameters())
-    penalty = float(learner.ewc.penalty())
+    penalty = float(learner.ewc.penalty().detach())
     assert penalty > 0
     assert penalty == pytest.approx(2.0 / 2 * by_hand, rel=1e-4)
 
@@ -235,6 +235,8 @@ def test_the_caller_can_keep_the_trained_learner():
     before = [q.detach().clone() for q in fresh.parameters()]
     with pytest.raises(ValueError, match="learner or a cache"):
         run_sequence("split:task", method="si", learner=fresh, cache=TaskACache(), **FAST)
+    with pytest.raises(ValueError, match="one head per task"):
+        run_sequence("split:task", method="si", learner=MLP(2, seed=0), **FAST)
     assert all(torch.equal(a, q) for a, q in zip(before, fresh.parameters(), strict=True))
 
 
