@@ -99,8 +99,10 @@ def plot_pareto(
             if lam == 0 and (x, y) in labelled:
                 continue
             labelled.add((x, y))
+            left = method == "l2"  # L2 bends left, EWC climbs: labels on their outer sides
             ax.annotate(f"λ={lam:g}", (x, y), textcoords="offset points", fontsize=8,
-                        xytext=(6, 3) if k % 2 == 0 else (6, -10), color=colour)
+                        xytext=(-6 if left else 6, 3 if k % 2 == 0 else -10),
+                        ha="right" if left else "left", color=colour)
     if chance is not None:
         ax.axhline(100 * chance, color="0.45", ls=":", lw=1.2, label=f"chance ({100 * chance:g} %)")
         ax.axvline(100 * chance, color="0.45", ls=":", lw=1.2)
