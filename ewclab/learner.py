@@ -200,6 +200,19 @@ class Learner(nn.Module):
     def ewc_lambda(self, lam: float) -> None:
         self.ewc.lam = lam
 
+    @property
+    def step_guards(self) -> tuple[bool, float | None]:
+        """The state of the step's divergence checks: (whether steps are large enough to be
+        undone on a non-finite result, the last accepted step's loss). For code that trains
+        the learner's weights elsewhere and hands them back (``ewclab.side_by_side``)."""
+        return self._large_steps, self._last_loss
+
+    @step_guards.setter
+    def step_guards(self, guards: tuple[bool, float | None]) -> None:
+        large, last = guards
+        self._large_steps = check_bool(large, "step_guards[0]")
+        self._last_loss = None if last is None else check_real(last, "step_guards[1]")
+
     # -- stability of SGD on the penalty -----------------------------------------------------
     def stability_limit(self) -> float:
         """The largest penalty curvature SGD can follow: 2(1 + momentum) / lr (inf for Adam).

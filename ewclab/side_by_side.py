@@ -128,8 +128,9 @@ class SideBySide:
         self.optimizer = type(first.optimizer)(list(self.theta.values()))
         self.optimizer.param_groups[0].update(hyper)
         _stack_state(self.optimizer, learners, names, self.theta)
-        self._last_loss: list[float | None] = [m._last_loss for m in learners]
-        self._large_steps = any(m._large_steps for m in learners)
+        guards = [m.step_guards for m in learners]
+        self._last_loss: list[float | None] = [last for _, last in guards]
+        self._large_steps = any(large for large, _ in guards)
         self._buffers: dict[str, tuple[Tensor, Tensor, Tensor]] = {}  # d, F·d, gradient
         self._loss = vmap(self._cross_entropy, in_dims=(0, None, None), randomness="same")
         self._logits = vmap(self._forward, in_dims=(0, None), randomness="same")
@@ -155,10 +156,10 @@ class SideBySide:
         gives for the same weights.
         """
         total = torch.zeros_like(self._lam)  # (K,)
-        theta = list(self.theta.values())
         for fisher, anchor in self._terms:
-            total = total + _StackedQuadratic.apply(
-                list(fisher.values()), list(anchor.values()), *theta)  # (K,)
+            for name, theta in self.theta.items():
+                d = theta - anchor[name]  # (K, *shape)
+                total = total + (fisher[name] * d**2).flatten(1).sum(1)  # (K,)
         return 0.5 * self._lam * total  # (K,)
 
     def _penalty_into_grads(self) -> Tensor:
@@ -291,39 +292,8 @@ class SideBySide:
                         m.optimizer.state[params[name]] = {
                             key: _copy_slice(value, k) for key, value in state.items()
                         }
-                m._last_loss = self._last_loss[k]
-                m._large_steps = self._large_steps
+                m.step_guards = (self._large_steps, self._last_loss[k])
         return self.learners
-
-
-class _StackedQuadratic(torch.autograd.Function):
-    """Per copy k: Σ_i F_ki (θ_ki − θ*_ki)², shape ``(K,)``, with gradient 2 F (θ − θ*).
-
-    The value and gradient autograd gives for the plain expression, in fewer passes over
-    the (K, ...) tensors: forward forms d = θ − θ* and F·d once (the per-copy dot product
-    is one ``torch.dot`` per copy, no temporary), backward reuses F·d.
-    """
-
-    @staticmethod
-    def forward(ctx, fisher: list[Tensor], anchor: list[Tensor], *theta: Tensor) -> Tensor:
-        total = None
-        saved = []
-        for f, a, t in zip(fisher, anchor, theta, strict=True):
-            d = t.detach() - a  # (K, *shape)
-            fd = d * f  # (K, *shape)
-            dot = torch.stack([torch.dot(a.view(-1), b.view(-1))
-                               for a, b in zip(fd, d, strict=True)])  # (K,)
-            total = dot if total is None else total + dot
-            saved.append(fd)
-        ctx.save_for_backward(*saved)
-        return total
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        scale = 2 * grad  # (K,)
-        return (None, None, *(fd * scale.view(-1, *[1] * (fd.dim() - 1))
-                              for fd in ctx.saved_tensors))  # (K, *shape) each
 
 
 def _trainable(model: Learner) -> list[str]:
