@@ -112,6 +112,9 @@ class TaskRun:
             The samples the buffer kept of the task (MAS's unlabelled samples).
         """
         if self.tracker is not None:
+            if not self.tracker.steps:  # Ω would be 0: a penalty silently without effect
+                raise ValueError(f"SI tracked no training step of task {self.task.name!r}: "
+                                 "train with TaskRun.step before taking its importance")
             return self.tracker.importance()
         if self.plan.importance == "mas":
             with self.routed():

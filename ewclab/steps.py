@@ -88,6 +88,9 @@ def consolidate_task(
     ``history.importance``. Returns the Fisher. Task-IL: all of it on the task's head."""
     name = p.tasks[i].name
     X, y = learner.buffer.get(name)
+    if run is None and p.importance == "si":
+        raise ValueError(f"SI anchors the path integral tracked while task {name!r} trained: "
+                         "pass the TaskRun that train_task used")
     run = TaskRun(p, i, learner) if run is None else run
     with run.routed():
         if p.importance == "fisher":
@@ -97,8 +100,6 @@ def consolidate_task(
             fisher_i = fisher_diagonal(learner, X, y, kind=p.fisher,
                                        generator=learner.shuffle_rng)
             importance = run.importance(X) if p.importance is not None else None
-            if importance is None and p.importance is not None:
-                raise ValueError(f"{p.method} needs the TaskRun that trained task {name!r}")
             if importance is not None:
                 learner.ewc.add_task(importance)
     logger.info("Fisher of %r: %s, on %d samples%s", name, p.fisher, len(y),

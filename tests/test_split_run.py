@@ -246,3 +246,19 @@ def test_sequences_the_table_does_not_know_keep_the_classic_methods():
     for spec in ("mnist->fashion->mnist", "split-fashion:class"):
         assert offered(spec, "mlp") == ("sgd", "ewc", "online-ewc", "l2")
     assert offered("split:class", "testnet") == ()
+
+
+def test_si_refuses_an_importance_it_did_not_track():
+    """SI's Ω comes from the steps of the task: without them it would be 0 (a penalty
+    silently without effect), so consolidating without the TaskRun that trained, or
+    before any step, is refused and nothing is anchored."""
+    p = plan("split:domain", method="si", **FAST)
+    learner, history = p.learner(), History(p.names, p.settings())
+    run = TaskRun(p, 0, learner)
+    task = p.tasks[0]
+    learner.buffer.add(task.name, task.x_train[:64, None], task.y_train[:64])
+    with pytest.raises(ValueError, match="tracked no training step"):
+        steps.consolidate_task(p, 0, learner, history, run)
+    with pytest.raises(ValueError, match="pass the TaskRun"):
+        steps.consolidate_task(p, 0, learner, history)
+    assert learner.ewc.tasks == [] and history.fisher == {} and history.importance == {}
