@@ -19,6 +19,7 @@ LESSONS = [
     "04_stability_plasticity.ipynb",
     "05_many_tasks.ipynb",
     "06_what_goes_wrong.ipynb",
+    "07_three_scenarios.ipynb",
 ]
 LOCAL_PATH = re.compile(r"(/home/\w|/root/|/work/|/tmp/|[A-Z]:\\\\Users)")
 
