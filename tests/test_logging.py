@@ -129,11 +129,11 @@ def test_a_run_logs_tasks_fishers_and_evaluations(caplog):
         "task 1/2 'mnist': 1 epoch(s) from step 0 (ewc, λ = 10)",
         f"after task 'mnist': test accuracy mnist {100 * R[0, 0]:.1f}%, "
         f"fashion-mnist {100 * R[0, 1]:.1f}%",
-        "Fisher of 'mnist': exact, on 64 samples",
+        "Fisher of 'mnist': exact, on 64 samples; fisher importance anchored",
         "task 2/2 'fashion-mnist': 1 epoch(s) from step 2 (ewc, λ = 10)",
         f"after task 'fashion-mnist': test accuracy mnist {100 * R[1, 0]:.1f}%, "
         f"fashion-mnist {100 * R[1, 1]:.1f}%",
-        "Fisher of 'fashion-mnist': exact, on 64 samples",
+        "Fisher of 'fashion-mnist': exact, on 64 samples; fisher importance anchored",
     ]
     assert len(_messages(caplog, "ewclab.ewc", logging.INFO)) == 2  # one term per task
     assert not _messages(caplog, "ewclab.learner", logging.DEBUG)  # INFO: no step noise
