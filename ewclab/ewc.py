@@ -40,10 +40,12 @@ MODES = ("separate", "online", "l2")
 
 @dataclass
 class Term:
-    """One penalty term: each weight's importance F and the value θ* it is pulled towards
-    (both dicts of tensors keyed like ``model.named_parameters()``; θ* is a detached copy)."""
+    """One penalty term: each weight's importance F (EWC's Fisher, or SI's or MAS's
+    importance, or 1 for L2) and the value θ* it is pulled towards (both dicts of tensors
+    keyed like ``model.named_parameters()``; θ* is a detached copy). A saved state keeps
+    the importance under the key ``"fisher"``."""
 
-    fisher: dict[str, Tensor]
+    importance: dict[str, Tensor]
     anchor: dict[str, Tensor]
 
 
@@ -94,7 +96,7 @@ class EWC:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
         self.generator = generator
-        self.tasks: list[Term] = []
+        self.terms: list[Term] = []
         self._max_f: tuple[list[Term], float] = ([], 0.0)  # stiffness cache: terms, max Σ F
 
     # -- settings, validated on every assignment so a bad value never lands -------------------
@@ -124,9 +126,9 @@ class EWC:
     @mode.setter
     def mode(self, value: str) -> None:
         check_option(value, "mode", MODES)
-        if getattr(self, "tasks", None) and value != self._mode:
+        if getattr(self, "terms", None) and value != self._mode:
             raise ValueError(
-                f"cannot switch mode from {self._mode!r} to {value!r} after {len(self.tasks)} "
+                f"cannot switch mode from {self._mode!r} to {value!r} after {len(self.terms)} "
                 "consolidated task(s); create a new EWC (or a new model) instead"
             )
         self._mode = value
@@ -183,18 +185,18 @@ class EWC:
         if self.mode == "l2":
             F = {name: torch.ones_like(f) for name, f in F.items()}
         anchor = {name: p.detach().clone() for name, p in params.items()}
-        if self.mode == "online" and self.tasks:
-            old = self.tasks[0].fisher
+        if self.mode == "online" and self.terms:
+            old = self.terms[0].importance
             F = {name: self.gamma * old[name] + F[name] for name in F}
-            self.tasks = [Term(F, anchor)]
+            self.terms = [Term(F, anchor)]
         else:
-            self.tasks.append(Term(F, anchor))
+            self.terms.append(Term(F, anchor))
         logger.info("EWC (%s, λ = %g): anchored %d term(s); this task's F %s",
-                    self.mode, self.lam, len(self.tasks), summary)
+                    self.mode, self.lam, len(self.terms), summary)
 
     def reset(self) -> None:
         """Forget every consolidated task (the penalty becomes zero)."""
-        self.tasks = []
+        self.terms = []
         self._max_f = ([], 0.0)
 
     # -- the penalty ----------------------------------------------------------------------------
@@ -208,11 +210,11 @@ class EWC:
         """
         params = self._params()
         total = next(iter(params.values())).new_zeros(())
-        if self.lam == 0 or not self.tasks:
+        if self.lam == 0 or not self.terms:
             return total
-        for term in self.tasks:
+        for term in self.terms:
             for name, theta in params.items():
-                total = total + (term.fisher[name] * (theta - term.anchor[name]) ** 2).sum()
+                total = total + (term.importance[name] * (theta - term.anchor[name]) ** 2).sum()
         return 0.5 * self.lam * total
 
     @torch.no_grad()
@@ -225,14 +227,14 @@ class EWC:
         gradient and F·d·d to the value. Call it before or after ``backward()`` of the rest
         of the loss (gradients add up); a weight without a ``.grad`` gets one.
         """
-        if self.lam == 0 or not self.tasks:
+        if self.lam == 0 or not self.terms:
             return 0.0
         params = self._params()
         value = next(iter(params.values())).new_zeros(())
         for name, theta in params.items():
-            for term in self.tasks:
+            for term in self.terms:
                 d = theta - term.anchor[name]  # θ − θ*, shaped like θ
-                fd = term.fisher[name] * d  # F (θ − θ*)
+                fd = term.importance[name] * d  # F (θ − θ*)
                 value += torch.dot(fd.flatten(), d.flatten())
                 if theta.grad is None:
                     theta.grad = self.lam * fd
@@ -248,17 +250,17 @@ class EWC:
         :meth:`ewclab.learner.Learner.check_stability`). max Σ F is computed once per set
         of terms and cached, so calling this before every training step is cheap.
         """
-        if self.lam == 0 or not self.tasks:
+        if self.lam == 0 or not self.terms:
             return 0.0
         terms, max_f = self._max_f
-        same = len(terms) == len(self.tasks) and all(map(operator.is_, terms, self.tasks))
+        same = len(terms) == len(self.terms) and all(map(operator.is_, terms, self.terms))
         if not same:
             total: dict[str, Tensor] = {}
-            for term in self.tasks:
-                for name, f in term.fisher.items():
+            for term in self.terms:
+                for name, f in term.importance.items():
                     total[name] = f if name not in total else total[name] + f
             max_f = max(float(f.max()) for f in total.values())
-            self._max_f = (list(self.tasks), max_f)
+            self._max_f = (list(self.terms), max_f)
         return self.lam * max_f
 
     # -- persistence ----------------------------------------------------------------------------
@@ -272,10 +274,10 @@ class EWC:
             "batch_size": self.batch_size,
             "tasks": [
                 {
-                    "fisher": {k: v.detach().clone() for k, v in term.fisher.items()},
+                    "fisher": {k: v.detach().clone() for k, v in term.importance.items()},
                     "anchor": {k: v.detach().clone() for k, v in term.anchor.items()},
                 }
-                for term in self.tasks
+                for term in self.terms
             ],
         }
 
@@ -290,7 +292,7 @@ class EWC:
             if not isinstance(state["tasks"], list):
                 raise TypeError(f"'tasks' must be a list, got {type(state['tasks']).__name__}")
             params = self._params()
-            tasks = [
+            terms = [
                 Term(_check_fisher(term["fisher"], params, f"tasks[{t}]['fisher']"),
                      _check_tensors(term["anchor"], params, f"tasks[{t}]['anchor']"))
                 for t, term in enumerate(state["tasks"])
@@ -299,16 +301,16 @@ class EWC:
             raise ValueError(f"not an EWC state: missing or malformed {exc}") from exc
         except ValueError as exc:
             raise ValueError(f"not a valid EWC state: {exc}") from exc
-        if staged.mode == "online" and len(tasks) > 1:
-            raise ValueError(f"an online EWC state holds one term, got {len(tasks)}")
+        if staged.mode == "online" and len(terms) > 1:
+            raise ValueError(f"an online EWC state holds one term, got {len(terms)}")
         self._lam, self._gamma, self._batch_size = staged.lam, staged.gamma, staged.batch_size
-        self._mode, self.fisher, self.tasks = staged.mode, staged.fisher, tasks
+        self._mode, self.fisher, self.terms = staged.mode, staged.fisher, terms
         self._max_f = ([], 0.0)
 
     def __repr__(self) -> str:
         return (
             f"EWC(lam={self.lam:g}, mode={self.mode!r}, gamma={self.gamma:g}, "
-            f"fisher={self.fisher!r}, tasks={len(self.tasks)})"
+            f"fisher={self.fisher!r}, terms={len(self.terms)})"
         )
 
     def _params(self) -> dict[str, Tensor]:

@@ -104,7 +104,7 @@ class PathIntegral:
     def __init__(self, model: nn.Module, ewc: Any = None, damping: float = DEFAULT_DAMPING):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {model!r:.80}")
-        if ewc is not None and not (hasattr(ewc, "tasks") and hasattr(ewc, "lam")):
+        if ewc is not None and not (hasattr(ewc, "terms") and hasattr(ewc, "lam")):
             raise TypeError(f"ewc must be an ewclab.ewc.EWC or None, got {ewc!r:.80}")
         self.damping = check_real(damping, "damping", low=0, low_open=True)
         params = _params(model)
@@ -171,12 +171,12 @@ class PathIntegral:
 
     def _penalty_grad(self) -> dict[str, Tensor]:
         """∂penalty/∂θ at θ(before) = λ · Σ_terms F (θ(before) − θ*) (empty without one)."""
-        if self.ewc is None or not self.ewc.tasks or not self.ewc.lam:
+        if self.ewc is None or not self.ewc.terms or not self.ewc.lam:
             return {}
         total: dict[str, Tensor] = {}
-        for term in self.ewc.tasks:
+        for term in self.ewc.terms:
             for name, before in self._before.items():
-                part = term.fisher[name] * (before - term.anchor[name])
+                part = term.importance[name] * (before - term.anchor[name])
                 total[name] = part if name not in total else total[name] + part
         return {name: self.ewc.lam * g for name, g in total.items()}
 

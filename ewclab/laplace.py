@@ -50,9 +50,9 @@ def quadratic_check(
     X, y : array-like
         Task-A samples and true labels, in any form ``model.prepare_inputs`` accepts.
     anchor : dict of str to Tensor
-        θ*_A, keyed like ``model.named_parameters()`` (e.g. ``model.ewc.tasks[0].anchor``).
+        θ*_A, keyed like ``model.named_parameters()`` (e.g. ``model.ewc.terms[0].anchor``).
     fisher : dict of str to Tensor
-        Task A's diagonal Fisher, keyed the same way (``model.ewc.tasks[0].fisher``).
+        Task A's diagonal Fisher, keyed the same way (``model.ewc.terms[0].importance``).
 
     Returns
     -------

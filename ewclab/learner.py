@@ -329,7 +329,7 @@ class Learner(nn.Module):
     def _check_ready(self) -> None:
         """Refuse to train with an unusable optimiser setting or a λ past the SGD bound."""
         check_param_groups(self.optimizer.param_groups)
-        if self.ewc.tasks and self.ewc.lam:
+        if self.ewc.terms and self.ewc.lam:
             self.check_stability()
 
     def _step(self, X: Tensor, y: Tensor) -> float:

@@ -105,7 +105,7 @@ class SideBySide:
         for k, m in enumerate(learners):
             _check_same(k, m, first, hyper)
             check_param_groups(m.optimizer.param_groups)
-            if m.ewc.tasks and m.ewc_lambda:
+            if m.ewc.terms and m.ewc_lambda:
                 try:
                     m.check_stability()
                 except DivergenceError as err:
@@ -343,16 +343,16 @@ def _stack_terms(
     learners: list[Learner], theta: dict[str, Tensor]
 ) -> list[tuple[dict[str, Tensor], dict[str, Tensor]]]:
     """Each term index's (F, θ*) stacked over copies; a copy with fewer terms gets F = 0."""
-    n_terms = max(len(m.ewc.tasks) for m in learners)
+    n_terms = max(len(m.ewc.terms) for m in learners)
     terms = []
     for t in range(n_terms):
         fisher, anchor = {}, {}
         for name, stacked in theta.items():
             fs, anchors = [], []
             for k, m in enumerate(learners):
-                if t < len(m.ewc.tasks):
-                    fs.append(m.ewc.tasks[t].fisher[name])
-                    anchors.append(m.ewc.tasks[t].anchor[name])
+                if t < len(m.ewc.terms):
+                    fs.append(m.ewc.terms[t].importance[name])
+                    anchors.append(m.ewc.terms[t].anchor[name])
                 else:
                     fs.append(torch.zeros_like(stacked[k]))
                     anchors.append(torch.zeros_like(stacked[k]))

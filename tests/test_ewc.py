@@ -101,7 +101,7 @@ def test_penalty_is_zero_without_tasks_at_the_anchor_and_with_lam_zero() -> None
     assert float(ewc.penalty().detach()) == 0.0
     ewc.lam = 50.0
     ewc.reset()
-    assert ewc.tasks == [] and float(ewc.penalty().detach()) == 0.0
+    assert ewc.terms == [] and float(ewc.penalty().detach()) == 0.0
 
 
 @pytest.mark.parametrize("lam", [0.7, 3000.0])
@@ -131,16 +131,16 @@ def test_anchor_is_a_copy_not_a_view_of_the_weights() -> None:
     ewc = EWC(model, lam=1.0)
     before = weights(model)
     F = ewc.consolidate(torch.randn(8, 3), torch.randint(0, 2, (8,)))
-    stored = {k: v.clone() for k, v in ewc.tasks[0].fisher.items()}
+    stored = {k: v.clone() for k, v in ewc.terms[0].importance.items()}
     shift(model, 3)  # in-place updates, as an optimiser makes them
     for f in F.values():  # the caller's Fisher dict is theirs to change
         f.mul_(7)
-    term = ewc.tasks[0]
+    term = ewc.terms[0]
     for name, p in model.named_parameters():
         assert torch.equal(term.anchor[name], before[name])
         assert term.anchor[name].data_ptr() != p.data_ptr()
         assert not term.anchor[name].requires_grad
-        assert torch.equal(term.fisher[name], stored[name])
+        assert torch.equal(term.importance[name], stored[name])
 
 
 # -- separate, online and L2 over three tasks ------------------------------------------------
@@ -160,10 +160,10 @@ def test_separate_mode_keeps_one_term_per_task() -> None:
     model = tiny_model()
     ewc = EWC(model, lam=2.0, mode="separate")
     added = consolidate_three(ewc, model)
-    assert len(ewc.tasks) == 3 and all(isinstance(t, Term) for t in ewc.tasks)
-    for term, (fisher, anchor) in zip(ewc.tasks, added, strict=True):
+    assert len(ewc.terms) == 3 and all(isinstance(t, Term) for t in ewc.terms)
+    for term, (fisher, anchor) in zip(ewc.terms, added, strict=True):
         for name in fisher:
-            assert torch.equal(term.fisher[name], fisher[name])
+            assert torch.equal(term.importance[name], fisher[name])
             assert torch.equal(term.anchor[name], anchor[name])
     assert_penalty_is(ewc, model, 2.0, added)
 
@@ -173,12 +173,12 @@ def test_online_mode_folds_the_fisher_with_gamma_and_keeps_the_latest_anchor(gam
     model = tiny_model()
     ewc = EWC(model, lam=2.0, mode="online", gamma=gamma)
     added = consolidate_three(ewc, model)
-    assert len(ewc.tasks) == 1
+    assert len(ewc.terms) == 1
     (F1, _), (F2, _), (F3, latest) = added
     expected = {name: gamma * (gamma * F1[name] + F2[name]) + F3[name] for name in F1}
-    term = ewc.tasks[0]
+    term = ewc.terms[0]
     for name in F1:
-        torch.testing.assert_close(term.fisher[name], expected[name], rtol=1e-6, atol=0)
+        torch.testing.assert_close(term.importance[name], expected[name], rtol=1e-6, atol=0)
         assert torch.equal(term.anchor[name], latest[name])
     assert_penalty_is(ewc, model, 2.0, [(expected, latest)])
 
@@ -191,9 +191,9 @@ def test_l2_mode_uses_unit_importance_per_task(make) -> None:
     assert ewc.mode == "l2" and ewc.lam == 4.0
     added = consolidate_three(ewc, model)
     ones = {name: torch.ones_like(p) for name, p in model.named_parameters()}
-    assert len(ewc.tasks) == 3
-    for term in ewc.tasks:
-        assert all(torch.equal(term.fisher[n], ones[n]) for n in ones)
+    assert len(ewc.terms) == 3
+    for term in ewc.terms:
+        assert all(torch.equal(term.importance[n], ones[n]) for n in ones)
     assert_penalty_is(ewc, model, 4.0, [(ones, anchor) for _, anchor in added])
     # consolidate still returns the estimated Fisher (for plots), not the ones
     F = ewc.consolidate(torch.randn(8, 3), torch.randint(0, 2, (8,)))
@@ -420,7 +420,7 @@ def test_cached_stiffness_follows_every_change_of_lambda_and_terms(mode):
     assert ewc.stiffness() == 0.0
     ewc.load_state_dict(state)
     assert ewc.stiffness() == pytest.approx(fresh()) and fresh() > 0
-    ewc.tasks = ewc.tasks[:1]  # even a direct assignment to the term list
+    ewc.terms = ewc.terms[:1]  # even a direct assignment to the term list
     assert ewc.stiffness() == pytest.approx(fresh())
 
 
@@ -429,7 +429,7 @@ def test_add_gradient_adds_to_an_existing_gradient_and_builds_no_graph():
     ewc = EWC(model, lam=3.0)
     ewc.add_task(random_fisher(model, 1))
     shift(model, 2)
-    _, grad = hand_penalty(model, 3.0, [(ewc.tasks[0].fisher, ewc.tasks[0].anchor)])
+    _, grad = hand_penalty(model, 3.0, [(ewc.terms[0].importance, ewc.terms[0].anchor)])
     for p in model.parameters():
         p.grad = torch.ones_like(p)
     ewc.add_gradient()
@@ -463,7 +463,7 @@ def test_penalty_is_twice_differentiable_and_works_with_torch_func():
 
     moved = {f"model.{name}": p.detach() + 0.1 for name, p in model.named_parameters()}
     grads = torch.func.grad(lambda theta: torch.func.functional_call(Penalty(), theta, ()))(moved)
-    anchor = ewc.tasks[0].anchor
+    anchor = ewc.terms[0].anchor
     for name in fisher:
         expected = 2.0 * fisher[name] * (moved[f"model.{name}"] - anchor[name])
         torch.testing.assert_close(grads[f"model.{name}"], expected)

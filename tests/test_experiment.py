@@ -160,7 +160,7 @@ def test_methods_consolidate_after_each_task(three, method, mode, terms):
     h = run_sequence(three, model=factory, method=method, lam=1.0, epochs=0.25,
                      batch_size=32, fisher_samples=32)
     model = built[0]
-    assert len(model.ewc.tasks) == terms
+    assert len(model.ewc.terms) == terms
     assert model.ewc_lambda == (0.0 if method == "sgd" else 1.0)
     if mode is not None:
         assert model.ewc.mode == mode
@@ -199,7 +199,7 @@ def test_run_sequence_runs_the_learner_api(tasks):
     assert model.buffer.tasks == ["mnist", "fashion-mnist"]
     state = model.buffer.state_dict()["tasks"]
     assert [state[t.name]["seen"] for t in tasks] == [len(t.y_train) for t in tasks]
-    assert len(model.ewc.tasks) == 2
+    assert len(model.ewc.terms) == 2
 
 
 def test_run_sequence_leaves_the_global_rng_alone(tasks):
@@ -226,7 +226,7 @@ def test_ewc_keeps_weights_closer_than_sgd(tasks):
         final[method] = {k: p.detach() for k, p in built[0].named_parameters()}
         fisher[method] = h.fisher["mnist"]
         if method == "ewc":
-            anchor = built[0].ewc.tasks[0].anchor  # the task-A weights, the same in both runs
+            anchor = built[0].ewc.terms[0].anchor  # the task-A weights, the same in both runs
     assert all(torch.equal(fisher["sgd"][k], fisher["ewc"][k]) for k in anchor)
     F = fisher["ewc"]
     dist = {m: sum(float((F[k] * (w[k] - anchor[k]) ** 2).sum()) for k in F)

@@ -136,7 +136,7 @@ def test_ewc_lambda_is_the_ewc_strength_and_consolidate_applies_it():
     model.partial_fit(X, y)
     fisher = model.consolidate(X, y)
     assert set(fisher) == {n for n, _ in model.named_parameters()}
-    assert len(model.ewc.tasks) == 1 and model.ewc.penalty().item() == 0.0
+    assert len(model.ewc.terms) == 1 and model.ewc.penalty().item() == 0.0
     model.partial_fit(*_batch(seed=1))
     assert model.ewc.penalty().item() > 0.0
 

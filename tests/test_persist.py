@@ -47,7 +47,7 @@ def test_round_trip_is_exact_and_training_continues_identically(make, tmp_path):
     loaded = type(model).load(path)
     assert type(loaded) is type(model) and loaded.config == model.config
     _assert_same(_state(loaded), _state(model))
-    assert len(loaded.ewc.tasks) == len(model.ewc.tasks) > 0
+    assert len(loaded.ewc.terms) == len(model.ewc.terms) > 0
     assert (loaded.ewc.lam, loaded.ewc.mode, loaded.ewc.gamma) == (
         model.ewc.lam, model.ewc.mode, model.ewc.gamma)
     X, y = _batch(32, seed=2)

@@ -83,11 +83,11 @@ def test_seed_ewc_flow_train_a_consolidate_train_b():
         train_on_task(twin, "FASHION", batchify(fashion.x_train, fashion.y_train, batch_size=64))
 
     assert model.buffer.tasks == ["MNIST", "FASHION"]
-    assert len(model.ewc.tasks) == 1
-    term = model.ewc.tasks[0]
+    assert len(model.ewc.terms) == 1
+    term = model.ewc.terms[0]
 
     def distance(twin):  # Σ F (θ − θ*)², the task-A Fisher metric
-        return sum(float((term.fisher[n] * (p.detach() - term.anchor[n]) ** 2).sum())
+        return sum(float((term.importance[n] * (p.detach() - term.anchor[n]) ** 2).sum())
                    for n, p in twin.named_parameters())
 
     assert model.ewc.penalty().item() == pytest.approx(model.ewc_lambda / 2 * distance(model),

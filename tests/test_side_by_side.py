@@ -150,9 +150,9 @@ def test_penalty_and_losses_are_each_copys_own():
     side.penalty().sum().backward()
     name = "net.1.weight"
     for k, (_, lam) in enumerate(METHODS):
-        term = copies[k].ewc.tasks[0]
+        term = copies[k].ewc.terms[0]
         theta = dict(copies[k].named_parameters())[name].detach()
-        hand = lam * term.fisher[name] * (theta - term.anchor[name])
+        hand = lam * term.importance[name] * (theta - term.anchor[name])
         torch.testing.assert_close(side.theta[name].grad[k], hand, rtol=1e-5, atol=1e-8)
     # the fast path a step uses gives the same value and writes the same gradient
     reference = {n: t.grad.clone() for n, t in side.theta.items()}

@@ -180,16 +180,16 @@ def test_si_and_mas_importances_reach_the_penalty(method):
     learner, history = p.learner(), History(p.names, p.settings())
     run = TaskRun(p, 0, learner)
     result = steps.train_task(p, 0, learner, history, steps.At(0, 0, math.nan), None, None, run)
-    assert learner.ewc.tasks == []
+    assert learner.ewc.terms == []
     X, _ = learner.buffer.get(p.names[0])
     expected = run.tracker.importance() if method == "si" else mas_importance(learner, X)
     steps.consolidate_task(p, 0, learner, history, run)
-    assert len(learner.ewc.tasks) == 1 and learner.ewc.mode == "online"
-    term = learner.ewc.tasks[0]
+    assert len(learner.ewc.terms) == 1 and learner.ewc.mode == "online"
+    term = learner.ewc.terms[0]
     for name, omega in expected.items():
-        torch.testing.assert_close(term.fisher[name], omega)
+        torch.testing.assert_close(term.importance[name], omega)
         torch.testing.assert_close(history.importance[p.names[0]][name], omega)
-    assert any(not torch.equal(term.fisher[n], history.fisher[p.names[0]][n]) for n in expected)
+    assert any(not torch.equal(term.importance[n], history.fisher[p.names[0]][n]) for n in expected)
     assert sum(float(o.sum()) for o in expected.values()) > 0
     steps.train_task(p, 1, learner, history, steps.At(1, result.step, result.loss), None, None)
     by_hand = sum(float((expected[n] * (q.detach() - term.anchor[n]) ** 2).sum())
@@ -230,7 +230,7 @@ def test_the_caller_can_keep_the_trained_learner():
     h = run_sequence("split:task", method="si", learner=learner, **FAST)
     final = evaluate(learner, p.tasks)
     assert [final[t] for t in h.tasks] == pytest.approx(list(h.accuracy_matrix[-1]))
-    assert len(learner.ewc.tasks) == 1 and learner.ewc.mode == "online"  # SI's running Ω
+    assert len(learner.ewc.terms) == 1 and learner.ewc.mode == "online"  # SI's running Ω
     fresh = p.learner()
     before = [q.detach().clone() for q in fresh.parameters()]
     with pytest.raises(ValueError, match="learner or a cache"):
@@ -261,4 +261,4 @@ def test_si_refuses_an_importance_it_did_not_track():
         steps.consolidate_task(p, 0, learner, history, run)
     with pytest.raises(ValueError, match="pass the TaskRun"):
         steps.consolidate_task(p, 0, learner, history)
-    assert learner.ewc.tasks == [] and history.fisher == {} and history.importance == {}
+    assert learner.ewc.terms == [] and history.fisher == {} and history.importance == {}
