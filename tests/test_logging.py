@@ -135,7 +135,11 @@ def test_a_run_logs_tasks_fishers_and_evaluations(caplog):
         f"fashion-mnist {100 * R[1, 1]:.1f}%",
         "Fisher of 'fashion-mnist': exact, on 64 samples; fisher importance anchored",
     ]
-    assert len(_messages(caplog, "ewclab.ewc", logging.INFO)) == 2  # one term per task
+    # the run calls learner.consolidate after each task: its kind and samples, then the term
+    ewc_story = _messages(caplog, "ewclab.ewc", logging.INFO)
+    assert ewc_story[0::2] == ["consolidate: exact Fisher on 64 samples"] * 2
+    assert [m.split(";")[0] for m in ewc_story[1::2]] == [
+        "EWC (separate, λ = 10): anchored 1 term(s)", "EWC (separate, λ = 10): anchored 2 term(s)"]
     assert not _messages(caplog, "ewclab.learner", logging.DEBUG)  # INFO: no step noise
 
 
