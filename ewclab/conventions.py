@@ -22,8 +22,6 @@ two penalties then agree for a displacement of the same size on every weight.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ewclab.ewc import check_lam
-from ewclab.fisher import fisher_diagonal
+from ewclab.fisher import eval_mode, fisher_diagonal
 from ewclab.validation import check_int
 
 __all__ = ["Convention", "equivalent_lams", "squared_batch_gradients", "table"]
@@ -96,7 +94,7 @@ def squared_batch_gradients(
     X, y = _prepare(model, X, y, next(iter(params.values())))
     total = {name: torch.zeros_like(p) for name, p in params.items()}
     batches = 0
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         for start in range(0, len(X), batch_size):
             logits = model(X[start : start + batch_size])  # (b, C)
             loss = F.cross_entropy(logits, y[start : start + batch_size])
@@ -199,15 +197,3 @@ def _prepare(model: nn.Module, X: Any, y: Any, first: Tensor) -> tuple[Tensor, T
     if y.shape != (len(X),):
         raise ValueError(f"y must have shape ({len(X)},) to match X, got {tuple(y.shape)}")
     return X, y
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """``eval()`` for the block; every submodule's own mode is put back afterwards."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes.items():
-            m.training = training

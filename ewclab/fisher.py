@@ -107,7 +107,7 @@ def fisher_diagonal(
     batch_size = check_int(batch_size, "batch_size", low=1)
     X, y, params = _prepare(model, X, y, kind)
     u = _uniforms(len(X), generator, X.device) if kind == "sampled" else None
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         route = fisher_sums.path(model, params, X[:1])
         logger.debug("fisher_diagonal (%s) on %d samples: %s path", kind, len(X), route)
         if route == "per-layer":
@@ -133,7 +133,7 @@ def fisher_diagonal_reference(
     X, y, params = _prepare(model, X, y, kind)
     u = _uniforms(len(X), generator, X.device) if kind == "sampled" else None
     fisher = {name: torch.zeros_like(p) for name, p in params.items()}
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         for n in range(len(X)):
             log_p = torch.log_softmax(model(X[n : n + 1]), dim=-1)[0]
             _check_labels(y, log_p.shape[-1])
@@ -214,7 +214,7 @@ def _sample(p: Tensor, u: Tensor) -> Tensor:
 
 
 @contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode; restore each one's own previous mode afterwards."""
     modes = [(module, module.training) for module in model.modules()]
     model.eval()

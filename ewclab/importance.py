@@ -38,14 +38,13 @@ smaller otherwise (|Σ a| ≤ Σ |a|). Its penalty is ``λ · Σ Ω (θ − θ*)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from ewclab.fisher import eval_mode
 from ewclab.validation import check_int, check_real
 
 __all__ = [
@@ -227,7 +226,7 @@ def mas_importance(model: nn.Module, X: Any, batch_size: int | None = None) -> d
 
     per_sample = vmap(grad(squared_norm), in_dims=(None, 0))
     total = {name: torch.zeros_like(p) for name, p in theta.items()}
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         for start in range(0, len(X), batch_size):
             grads = per_sample(theta, X[start : start + batch_size])  # name -> (B, *shape)
             for name, t in total.items():
@@ -240,7 +239,7 @@ def mas_importance_reference(model: nn.Module, X: Any) -> dict[str, Tensor]:
     one forward and one backward pass per sample."""
     X, params = _prepare(model, X)
     total = {name: torch.zeros_like(p) for name, p in params.items()}
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         for n in range(len(X)):
             out = model(X[n : n + 1])  # (1, C)
             grads = torch.autograd.grad((out**2).sum(), list(params.values()), allow_unused=True)
@@ -271,16 +270,3 @@ def _prepare(model: nn.Module, X: Any) -> tuple[Tensor, dict[str, Tensor]]:
     if X.ndim < 1 or len(X) == 0:
         raise ValueError(f"X must hold at least one sample, got shape {tuple(X.shape)}")
     return X, params
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """``eval()`` for the block; every submodule's own mode is put back afterwards."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes.items():
-            m.training = training
-
