@@ -98,6 +98,7 @@ class EWC:
         self.generator = generator
         self.terms: list[Term] = []
         self._max_f: tuple[list[Term], float] = ([], 0.0)  # stiffness cache: terms, max Σ F
+        self._scratch_pairs: dict[str, tuple[Tensor, Tensor]] = {}  # add_gradient's scratch
 
     # -- settings, validated on every assignment so a bad value never lands -------------------
     @property
@@ -218,29 +219,41 @@ class EWC:
         return 0.5 * self.lam * total
 
     @torch.no_grad()
+    @torch.no_grad()
     def add_gradient(self) -> float:
         """Add the penalty's gradient λ Σ_terms F_i (θ_i − θ*_i) to each weight's ``.grad``;
         return the penalty's value.
 
-        The gradient of a quadratic is known in closed form, so no autograd graph is built:
-        one pass per weight tensor and term forms d = θ − θ* and F·d, adds λ·F·d to the
-        gradient and F·d·d to the value. Call it before or after ``backward()`` of the rest
-        of the loss (gradients add up); a weight without a ``.grad`` gets one.
+        The gradient of a quadratic is known in closed form, so no autograd graph is built.
+        Per weight tensor and term: d = θ − θ* and F·d go into two scratch buffers kept from
+        call to call (no allocation on the hot path), λ·F·d is added to the gradient and
+        F·d·d to the value. Call it after ``backward()`` of the rest of the loss (gradients
+        add up; a weight without a ``.grad`` gets one).
         """
         if self.lam == 0 or not self.terms:
             return 0.0
-        params = self._params()
-        value = next(iter(params.values())).new_zeros(())
-        for name, theta in params.items():
+        value: Tensor | float = 0.0
+        for name, theta in self._params().items():
+            d, fd = self._scratch(name, theta)
             for term in self.terms:
-                d = theta - term.anchor[name]  # θ − θ*, shaped like θ
-                fd = term.importance[name] * d  # F (θ − θ*)
-                value += torch.dot(fd.flatten(), d.flatten())
+                torch.sub(theta, term.anchor[name], out=d)  # θ − θ*
+                torch.mul(term.importance[name], d, out=fd)  # F (θ − θ*)
+                value = value + torch.dot(fd.view(-1), d.view(-1))
                 if theta.grad is None:
-                    theta.grad = self.lam * fd
+                    theta.grad = fd.mul(self.lam)
                 else:
                     theta.grad.add_(fd, alpha=self.lam)
         return 0.5 * self.lam * float(value)
+
+    def _scratch(self, name: str, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """Two buffers shaped like ``theta`` for :meth:`add_gradient`, made once per weight
+        (again if the weight's shape, dtype or device changes)."""
+        pair = self._scratch_pairs.get(name)
+        if pair is None or pair[0].shape != theta.shape or pair[0].dtype != theta.dtype \
+                or pair[0].device != theta.device:
+            pair = (torch.empty_like(theta), torch.empty_like(theta))
+            self._scratch_pairs[name] = pair
+        return pair
 
     def stiffness(self) -> float:
         """The penalty's largest curvature, λ · max_i Σ_terms F_i (0 with no task).

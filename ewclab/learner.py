@@ -11,16 +11,16 @@ gradient ``ewc_lambda * F_i (theta_i - theta*_i)`` in closed form
 Every call either succeeds or raises with all state (weights, optimiser, EWC, buffer)
 unchanged: inputs and optimiser settings are checked before anything is touched; a λ
 past SGD's stability bound is refused before the step (:meth:`Learner.check_stability`,
-λ · max F cached); a step whose loss is not finite, or :data:`LOSS_JUMP` times the
-previous step's, or whose gradients are not finite, is refused before the optimiser
-runs; ``fit`` puts back the state it started from when any of its steps fails, so a
-diverging ``fit`` leaves a model that a smaller lr or λ can train. With finite gradients
-an SGD or Adam step can only overflow when ``lr * max|gradient|`` is astronomically
-large (a weight moves by at most ``lr * max|g| / (1 - momentum)`` for SGD, a few ``lr``
-for Adam, whose second moment overflows only for ``|g| > 1e19``). So ordinary steps pay
-only for one min/max pass over the gradients; from the first step above
-:data:`LARGE_STEP` on, each step first copies weights and optimiser state into
-preallocated buffers and is undone if anything came out non-finite.
+λ · max F cached); a step whose loss is not finite, or jumped (:mod:`ewclab.divergence`),
+or whose gradients are not finite, is refused before the optimiser runs; ``fit`` puts
+back the state it started from when any of its steps fails, so a diverging ``fit``
+leaves a model that a smaller lr or λ can train. With finite gradients an SGD or Adam
+step can only overflow when ``lr * max|gradient|`` is astronomically large (a weight
+moves by at most ``lr * max|g| / (1 - momentum)`` for SGD, a few ``lr`` for Adam, whose
+second moment overflows only for ``|g| > 1e19``). So ordinary steps pay only for one
+min/max pass over the gradients; from the first "large" step on, each step first copies
+weights and optimiser state into preallocated buffers and is undone if anything came
+out non-finite.
 """
 
 from __future__ import annotations
@@ -40,6 +40,13 @@ from tqdm.auto import tqdm
 
 from ewclab import persist, snapshot
 from ewclab.buffer import TaskBuffer
+from ewclab.divergence import (
+    LARGE_STEP,
+    LOSS_JUMP,
+    DivergenceError,
+    max_abs,
+    sgd_curvature_limit,
+)
 from ewclab.ewc import EWC, MODES, check_lam
 from ewclab.fisher import KINDS
 from ewclab.validation import (
@@ -62,26 +69,9 @@ logger = logging.getLogger(__name__)
 #: Learning rate used when ``lr=None``, per optimiser.
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 
-#: Steps with ``lr * max(max|gradient|, 1)`` above this are "large": from the first large
-#: step on, every step keeps an undo snapshot and checks the weights after stepping.
-LARGE_STEP = 1e6
-
-#: A step whose loss exceeds this many times the previous step's (or 1, if larger) is
-#: refused as divergence: healthy training never sees a cross-entropy of 1000.
-LOSS_JUMP = 1e3
-
 #: Default EWC strength λ (penalty = λ/2 · Σ F_i (θ_i − θ*_i)², F = mean per-sample squared
 #: gradient of the log-likelihood).
 DEFAULT_EWC_LAMBDA = 100.0
-
-
-class DivergenceError(FloatingPointError, ValueError):
-    """Training refused a step that would diverge; the model is unchanged.
-
-    Raised before the step when λ is past SGD's stability bound, and when a step's loss,
-    gradients or result are not finite. It is a ``FloatingPointError`` (what ewclab
-    raised for divergence before) and a ``ValueError`` (a setting is wrong for the data).
-    """
 
 
 class Learner(nn.Module):
@@ -335,7 +325,8 @@ class Learner(nn.Module):
     def _step(self, X: Tensor, y: Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
         cross_entropy = F.cross_entropy(self(X), y)
-        penalty = self.ewc.add_gradient()  # .grad = λ F (θ − θ*), in closed form
+        cross_entropy.backward()
+        penalty = self.ewc.add_gradient()  # .grad += λ F (θ − θ*), in closed form
         value = cross_entropy.item() + penalty
         if logger.isEnabledFor(logging.DEBUG):  # the hot path pays one check when off
             logger.debug("step on %d samples: loss %.4f = cross-entropy %.4f + penalty %.4g",
@@ -350,8 +341,7 @@ class Learner(nn.Module):
                 f"the loss jumped from {last:.3g} to {value:.3g} in one step "
                 "(the step before this one moved the weights far)"
             ))
-        cross_entropy.backward()  # adds the cross-entropy's gradient to the penalty's
-        g_max = _max_abs([p.grad for p in self._params if p.grad is not None])
+        g_max = max_abs([p.grad for p in self._params if p.grad is not None])
         if not math.isfinite(g_max):
             self.optimizer.zero_grad(set_to_none=True)
             raise DivergenceError(self._diverged("the gradients are not finite"))
@@ -359,7 +349,7 @@ class Learner(nn.Module):
         self._large_steps = self._large_steps or lr * max(g_max, 1.0) > LARGE_STEP
         undo = self._snapshot(reuse=True) if self._large_steps else None
         self.optimizer.step()
-        if undo is not None and not math.isfinite(_max_abs(undo.tensors)):
+        if undo is not None and not math.isfinite(max_abs(undo.tensors)):
             self._restore(undo)
             raise DivergenceError(self._diverged("the step made the weights non-finite"))
         self._last_loss = value
@@ -432,19 +422,6 @@ class Learner(nn.Module):
         if not isinstance(model, cls):
             raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
-
-
-def sgd_curvature_limit(lr: float, momentum: float) -> float:
-    """2(1 + momentum) / lr: heavy-ball SGD converges on a quadratic of curvature h only
-    while h stays below this (lr · h < 2(1 + momentum))."""
-    return 2 * (1 + momentum) / lr
-
-
-def _max_abs(tensors: list[Tensor]) -> float:
-    """Largest absolute value in the tensors (one min/max pass each); NaN if any is NaN."""
-    if not tensors:
-        return 0.0
-    return torch.stack([m for t in tensors for m in torch.aminmax(t)]).abs().max().item()
 
 
 def _require_labels(y: Any) -> Any:

@@ -46,7 +46,8 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from ewclab import snapshot
-from ewclab.learner import LARGE_STEP, LOSS_JUMP, DivergenceError, Learner
+from ewclab.divergence import LARGE_STEP, LOSS_JUMP, DivergenceError
+from ewclab.learner import Learner
 from ewclab.validation import check_batch, check_int, check_param_groups, to_float_input
 
 __all__ = ["SideBySide"]
@@ -80,7 +81,7 @@ class SideBySide:
     ValueError
         The learners differ in class, architecture, parameter shapes, device or optimiser
         settings; an optimiser setting is out of range; or a copy's λ is past SGD's
-        stability bound (:class:`~ewclab.learner.DivergenceError`, naming the copy).
+        stability bound (:class:`~ewclab.divergence.DivergenceError`, naming the copy).
 
     Examples
     --------
@@ -201,7 +202,7 @@ class SideBySide:
         TypeError, ValueError
             Bad input (see :meth:`ewclab.learner.Learner.prepare_inputs`).
         DivergenceError
-            Some copy's loss is not finite or jumped :data:`~ewclab.learner.LOSS_JUMP`
+            Some copy's loss is not finite or jumped :data:`~ewclab.divergence.LOSS_JUMP`
             times, or its gradients or updated weights are not finite; the message names
             the copy and its λ.
         """

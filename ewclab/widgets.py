@@ -1,4 +1,5 @@
-"""Jupyter dashboards: the EWC playground (sliders, Run/Stop, live plot) and a Fisher explorer.
+"""The EWC playground: sliders, Run/Stop and a live plot in Jupyter (the Fisher explorer,
+:mod:`ewclab.widgets_fisher`, is importable from here too).
 
 >>> from ewclab.widgets import EWCPlayground
 >>> playground = EWCPlayground()      # doctest: +SKIP
@@ -11,7 +12,6 @@ task B's epochs re-trains task B only. What a run uses besides the controls (lea
 rate, width, optimiser, batch size) and where λ and the epochs start come from the one
 table of defaults, :func:`ewclab.settings.defaults`. Every callback can be driven without
 a browser: set a control's ``.value``, call ``run_button.click()``, then ``wait()``.
-The Fisher explorer lives in :mod:`ewclab.widgets_fisher` and is importable from here.
 """
 
 from __future__ import annotations
@@ -56,10 +56,8 @@ from ewclab.widgets_options import (
     row_epochs,
 )
 
-__all__ = [
-    "MODEL_CHOICES", "TASK_PAIRS", "EWCPlayground", "FisherExplorer", "lam_range",
-    "largest_stable_lam",
-]
+__all__ = ["MODEL_CHOICES", "TASK_PAIRS", "EWCPlayground", "FisherExplorer", "lam_range",
+           "largest_stable_lam"]
 
 logger = logging.getLogger(__name__)
 

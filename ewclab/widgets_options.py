@@ -17,10 +17,10 @@ from typing import Any
 from ewclab.cache import fingerprint
 from ewclab.cache import key as cache_key
 from ewclab.data import Task
+from ewclab.divergence import sgd_curvature_limit
 from ewclab.experiment import TaskACache
 from ewclab.fisher import KINDS
 from ewclab.history import History
-from ewclab.learner import sgd_curvature_limit
 from ewclab.settings import Settings, scenario_kind
 from ewclab.validation import check_int, check_option, check_real, check_seed
 

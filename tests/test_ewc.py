@@ -438,6 +438,32 @@ def test_add_gradient_adds_to_an_existing_gradient_and_builds_no_graph():
         torch.testing.assert_close(p.grad.double(), 1 + grad[name], rtol=1e-5, atol=1e-7)
 
 
+def test_add_gradient_is_right_on_every_call_as_weights_and_dtype_change():
+    """add_gradient keeps scratch buffers between calls; each call still sees the current
+    weights, and a model moved to float64 gets buffers of its new dtype."""
+    model = tiny_model()
+    ewc = EWC(model, lam=2.0)
+    ewc.add_task(random_fisher(model, 6))
+    term = [(ewc.terms[0].importance, ewc.terms[0].anchor)]
+    for k in (7, 8):
+        shift(model, k)
+        value, grad = hand_penalty(model, 2.0, term)
+        for p in model.parameters():
+            p.grad = None
+        assert ewc.add_gradient() == pytest.approx(value, rel=1e-5)
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(p.grad.double(), grad[name], rtol=1e-5, atol=1e-7)
+    model.double()
+    shift(model, 9)
+    value, grad = hand_penalty(model, 2.0, term)
+    for p in model.parameters():
+        p.grad = None
+    assert ewc.add_gradient() == pytest.approx(value, rel=1e-5)
+    for name, p in model.named_parameters():
+        assert p.grad.dtype == torch.float64
+        torch.testing.assert_close(p.grad, grad[name], rtol=1e-5, atol=1e-7)
+
+
 def test_penalty_is_twice_differentiable_and_works_with_torch_func():
     """penalty() is the plain expression: its Hessian is diag(λ Σ F), and torch.func.grad
     of it through functional_call gives λ F (θ − θ*)."""
