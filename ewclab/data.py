@@ -2,8 +2,10 @@
 the NCHW layout models want, and the seed's ``batchify`` generator (fixed).
 
 >>> task = load_task("mnist")                      # bundled, offline
->>> task.x_train.shape, task.x_train.dtype
+>>> task.x_train.shape, task.x_train.dtype         # the images as stored
 ((4000, 28, 28), dtype('uint8'))
+>>> task.X_train.shape                             # as the learners take them
+(4000, 1, 28, 28)
 """
 
 from __future__ import annotations
@@ -53,9 +55,13 @@ class Task:
     classes : list of str
         Class name of each label.
     x_train, x_test : numpy.ndarray
-        uint8 images, shape ``(N, 28, 28)``.
+        uint8 images, shape ``(N, 28, 28)``, as stored in the dataset's files.
     y_train, y_test : numpy.ndarray
         int64 labels in ``[0, len(classes))``, shape ``(N,)``.
+    X_train, X_test : numpy.ndarray
+        The same images in the ``(N, 1, 28, 28)`` layout the learners take (read-only
+        properties, views of ``x_train`` and ``x_test``): ``model.fit(task.X_train,
+        task.y_train)``, ``model.score(task.X_test, task.y_test)``.
     """
 
     name: str
@@ -73,6 +79,24 @@ class Task:
                     f"task {self.name!r}: x_{split} has {len(x)} images "
                     f"but y_{split} has {len(y)} labels"
                 )
+
+    @property
+    def X_train(self) -> np.ndarray:
+        """The training images with a channel axis, ``(N, 1, H, W)``: what ``partial_fit``,
+        ``fit`` and ``consolidate`` take (a view of ``x_train``, no copy).
+
+        Lessons 01, 02, 02b, 03 and 06 train on it.
+        """
+        return self.x_train[:, None]  # (N, H, W) -> (N, 1, H, W)
+
+    @property
+    def X_test(self) -> np.ndarray:
+        """The test images with a channel axis, ``(N, 1, H, W)``: what ``score`` and
+        ``predict`` take (a view of ``x_test``, no copy).
+
+        Lessons 01, 02, 02b, 03 and 06 score on it.
+        """
+        return self.x_test[:, None]  # (N, H, W) -> (N, 1, H, W)
 
     @property
     def num_classes(self) -> int:
@@ -154,7 +178,8 @@ def to_nchw(x: Array, channels: int = 3) -> Array:
     Accepts ``(N, H, W)`` (grayscale), ``(N, H, W, C)`` and ``(N, C, H, W)`` with
     ``C`` in {1, 3}; grayscale is repeated to 3 channels when ``channels=3`` (what the
     seed did by hand with ``numpy.repeat`` and ``transpose``). The dtype is kept, numpy
-    stays numpy and tensors stay tensors.
+    stays numpy and tensors stay tensors. For images from elsewhere: a :class:`Task`'s
+    ``X_train`` and ``X_test`` already have the ``(N, 1, H, W)`` layout.
 
     Raises
     ------

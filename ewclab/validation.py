@@ -266,7 +266,8 @@ def _check_images(X: torch.Tensor, spec: InputSpec) -> None:
     if X.ndim != 4:
         hint = ""
         if X.ndim == 3:
-            hint = "; for grayscale (N, H, W) images use X[:, None] or ewclab.data.to_nchw"
+            hint = ("; for grayscale (N, H, W) images use X[:, None] or ewclab.data.to_nchw "
+                    "(a Task's X_train and X_test already have that layout)")
         raise ValueError(f"X must have 4 dimensions (N, C, H, W), got shape {tuple(X.shape)}{hint}")
     n, c, h, w = X.shape
     if n == 0:

@@ -1,4 +1,5 @@
-"""Bundled and full data, IDX reading, to_nchw, permuted and split tasks."""
+"""Bundled and full data, IDX reading, the layout learners take (X_train, X_test, to_nchw),
+permuted and split tasks."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import pytest
 import torch
 
 import ewclab
+from ewclab import MLP, AlexNet, TestNet
 from ewclab.data import CLASSES, Task, load_task, permute_task, read_idx, split_task, to_nchw
 from ewclab.idx import write_idx
+from ewclab.scenarios import get_scenario
 from ewclab.sources import FILES, bundled_folder
 
 DATASETS = Path(ewclab.__file__).parent / "datasets"
@@ -185,6 +188,33 @@ def test_idx_round_trip(tmp_path: Path) -> None:
         np.testing.assert_array_equal(read_idx(tmp_path / name), array)
     with pytest.raises(ValueError, match="uint8"):
         write_idx(tmp_path / "b", array.astype(np.float32))
+
+
+# --- the layout the learners take ------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["mnist->fashion", "permuted:2", "split:task", "split:class"])
+def test_tasks_hand_out_the_learner_layout(spec: str) -> None:
+    for task in get_scenario(spec):
+        for x, X in ((task.x_train, task.X_train), (task.x_test, task.X_test)):
+            assert X.shape == (len(x), 1, 28, 28) and X.dtype == np.uint8
+            np.testing.assert_array_equal(X, to_nchw(x, channels=1))
+            assert np.shares_memory(X, x)  # a view: no copy of the images
+
+
+@pytest.mark.parametrize("make", [lambda: MLP(seed=0), lambda: TestNet(seed=0),
+                                  lambda: AlexNet(num_classes=10, width=0.25, seed=0)])
+def test_learners_take_task_data_as_it_comes(make) -> None:
+    task = load_task("fashion-mnist")
+    model = make()
+    X, y = task.X_train[:32], task.y_train[:32]
+    before = model.predict_proba(task.X_test[:50])
+    model.partial_fit(X, y)
+    assert not np.array_equal(model.predict_proba(task.X_test[:50]), before)
+    model.consolidate(X, y)
+    assert 0.0 <= model.score(task.X_test[:50], task.y_test[:50]) <= 1.0
+    # the stored (N, H, W) images are refused, not guessed at, and the message names the fix
+    with pytest.raises(ValueError, match=r"4 dimensions \(N, C, H, W\).*X_train"):
+        model.partial_fit(task.x_train[:32], y)
 
 
 # --- to_nchw ---------------------------------------------------------------------------
