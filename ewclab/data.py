@@ -83,19 +83,13 @@ class Task:
     @property
     def X_train(self) -> np.ndarray:
         """The training images with a channel axis, ``(N, 1, H, W)``: what ``partial_fit``,
-        ``fit`` and ``consolidate`` take (a view of ``x_train``, no copy).
-
-        Lessons 01, 02, 02b, 03 and 06 train on it.
-        """
+        ``fit`` and ``consolidate`` take (a view of ``x_train``, no copy)."""
         return self.x_train[:, None]  # (N, H, W) -> (N, 1, H, W)
 
     @property
     def X_test(self) -> np.ndarray:
         """The test images with a channel axis, ``(N, 1, H, W)``: what ``score`` and
-        ``predict`` take (a view of ``x_test``, no copy).
-
-        Lessons 01, 02, 02b, 03 and 06 score on it.
-        """
+        ``predict`` take (a view of ``x_test``, no copy)."""
         return self.x_test[:, None]  # (N, H, W) -> (N, 1, H, W)
 
     @property

@@ -14,8 +14,6 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from ewclab.buffer import TaskBuffer
 from ewclab.data import Task, batchify
 from ewclab.history import History
@@ -58,14 +56,9 @@ def evaluate_side_by_side(
 ) -> list[dict[str, float]]:
     """Each copy's test accuracy on each task (its first ``samples`` test images, or all):
     one dict per copy, as :func:`ewclab.training.evaluate` gives for one learner."""
-    scores = {t.name: side.score(_images(t.x_test[:samples]), t.y_test[:samples])
+    scores = {t.name: side.score(t.X_test[:samples], t.y_test[:samples])
               for t in tasks}  # task -> (K,)
     return [{name: float(s[k]) for name, s in scores.items()} for k in range(len(side))]
-
-
-def _images(x: np.ndarray) -> np.ndarray:
-    """(N, H, W) grayscale images as the (N, 1, H, W) view models take; others unchanged."""
-    return x[:, None] if x.ndim == 3 else x
 
 
 def train_side_by_side(
@@ -122,7 +115,7 @@ def train_side_by_side(
     first_pass = steps_for(task, 1, batch_size)
     every = max(1, round(n_steps / 20)) if eval_every is None else eval_every
     check_int(every, "eval_every", low=1)
-    batches = batchify(_images(task.x_train), task.y_train, batch_size=batch_size,
+    batches = batchify(task.X_train, task.y_train, batch_size=batch_size,
                        shuffle=True, seed=seed)
     points: list[list[Point]] = [[] for _ in range(len(side))]
     losses = (math.nan,) * len(side)

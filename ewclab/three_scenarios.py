@@ -45,10 +45,6 @@ PUBLISHED_NAMES: dict[str, str | None] = {
 }
 
 
-def _images(x: np.ndarray) -> np.ndarray:
-    return x[:, None] if x.ndim == 3 else x  # (N, H, W) -> (N, 1, H, W)
-
-
 def confusion_matrix(model: Any, tasks: Iterable[Any], samples: int | None = None) -> np.ndarray:
     """Counts of (true class, predicted class) over the tasks' test sets (lesson 07).
 
@@ -84,7 +80,7 @@ def confusion_matrix(model: Any, tasks: Iterable[Any], samples: int | None = Non
     cm = np.zeros((c, c), dtype=np.int64)
     for t in tasks:
         y = np.asarray(t.y_test[:samples], dtype=np.int64)
-        pred = np.asarray(model.predict(_images(t.x_test[:samples])), dtype=np.int64)
+        pred = np.asarray(model.predict(t.X_test[:samples]), dtype=np.int64)
         if y.size and (y.min() < 0 or y.max() >= c or pred.min() < 0 or pred.max() >= c):
             raise ValueError(f"labels must lie in [0, {c}) for task {t.name!r}")
         np.add.at(cm, (y, pred), 1)

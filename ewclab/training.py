@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ewclab.buffer import TaskBuffer
 from ewclab.data import Task, batchify
 from ewclab.heads import task_head
@@ -81,13 +79,8 @@ def evaluate(model: Learner, tasks: Iterable[Task], samples: int | None = None) 
     scores = {}
     for t in tasks:
         with task_head(model, t):
-            scores[t.name] = float(model.score(_images(t.x_test[:samples]), t.y_test[:samples]))
+            scores[t.name] = float(model.score(t.X_test[:samples], t.y_test[:samples]))
     return scores
-
-
-def _images(x: np.ndarray) -> np.ndarray:
-    """(N, H, W) grayscale images as the (N, 1, H, W) view models take; others unchanged."""
-    return x[:, None] if x.ndim == 3 else x
 
 
 def train_on_task(
@@ -178,7 +171,7 @@ def train_on_task(
         if steps is not None:
             n_steps = check_int(steps, "steps", low=1)
         batches = batchify(
-            _images(batches.x_train), batches.y_train, batch_size=batch_size, shuffle=True,
+            batches.X_train, batches.y_train, batch_size=batch_size, shuffle=True,
             seed=seed,
         )
     elif epochs is not None:

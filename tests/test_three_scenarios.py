@@ -29,7 +29,7 @@ class _Task:
     """The fields of a Task that confusion_matrix reads."""
 
     def __init__(self, name, x_test, y_test, num_classes):
-        self.name, self.x_test, self.y_test, self.num_classes = name, x_test, y_test, num_classes
+        self.name, self.X_test, self.y_test, self.num_classes = name, x_test, y_test, num_classes
 
 
 class _Fixed:
