@@ -8,9 +8,11 @@ weight? :func:`ewclab.fisher.fisher_diagonal_reference` answers it one sample at
 - :class:`LayerSums`, for networks whose trainable weights all sit in layers listed in
   :data:`SQUARES` (``nn.Linear``, ``nn.Conv2d``): a layer's per-sample weight gradient is
   the outer product of its output gradient g_n and its input a_n (summed over positions
-  for a convolution), so its square can be summed over samples without materialising
-  per-sample gradients. One forward pass records each layer's input and output; each
-  column is one ``autograd.grad`` to the layers' outputs.
+  for a convolution). For a dense layer the sum of its squares over samples is one matrix
+  product, (G∘G)ᵀ(A∘A) (:class:`DenseSquares`); for a convolution the per-sample gradients
+  are formed a few samples at a time and squared while they are in the CPU's cache
+  (:class:`SharedSquares`). One forward pass builds each layer's accumulator from its
+  input; each column is one ``autograd.grad`` to the layers' outputs.
 - :class:`FuncSums`, for any other network: per-sample gradients from
   ``torch.func.vmap(grad(...))``.
 
@@ -23,12 +25,15 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 # (labels, weights) for one backward pass over a batch: Σ_n weights_n · ∇ log p(labels_n|x_n)²
 Column = tuple[Tensor, Tensor]
+# numbers in one chunk of per-sample gradients or input windows: 2 MiB of float32, about one
+# CPU core's L2 cache (on bench_fisher.py's models 2**17 to 2**19 ran equally fast, 2**21
+# up to 1.2× slower)
+CHUNK_FLOATS = 2**19
 # a layer and its trainable parameters as {local name: name in the model}
 Layer = tuple[nn.Module, dict[str, str]]
 
@@ -54,28 +59,85 @@ class DenseSquares:
 
 class SharedSquares:
     """A layer whose weights are shared over positions (``nn.Conv2d``; ``nn.Linear`` on
-    (N, ..., in) inputs): the per-sample gradient Σ_positions g aᵀ is formed, then squared."""
+    (N, ..., in) inputs): Σ_n (G_n A_n)², where G_n (out, positions) holds sample n's output
+    gradients and A_n (positions, width) the input the layer saw at each position (width:
+    in for a linear layer, kh·kw·in for a convolution), and the bias's Σ_n (Σ_positions g_n)².
+
+    The per-sample gradients G_n A_n are formed a few samples at a time (at most
+    :data:`CHUNK_FLOATS` numbers) and squared while they are still in the CPU's cache.
+    """
 
     def __init__(self, module: nn.Linear | nn.Conv2d, a: Tensor):
-        self.conv = isinstance(module, nn.Conv2d)
-        if self.conv:
-            cols = F.unfold(a, module.kernel_size, module.dilation, module.padding, module.stride)
-            self.a = cols.transpose(1, 2)  # (N, positions, in·kh·kw)
-        else:
-            self.a = a.reshape(len(a), -1, a.shape[-1])  # (N, positions, in)
-        self.weight: Tensor | float = 0.0
-        self.bias: Tensor | float = 0.0
+        self.inputs = Windows(module, a) if isinstance(module, nn.Conv2d) else Positions(a)
+        out, width = module.weight.shape[0], module.weight[0].numel()
+        positions = self.inputs(slice(0, 1)).shape[1]
+        self.chunk = max(1, CHUNK_FLOATS // (width * max(out, positions)))  # samples
+        self.weight = a.new_zeros(out, width)
+        self.bias = a.new_zeros(out)
 
     def add(self, g: Tensor) -> None:
         """One column's output gradients: (N, out, H, W) for a convolution, (N, ..., out)."""
-        if self.conv:
-            g = g.flatten(2).transpose(1, 2)
-        g = g.reshape(len(g), -1, g.shape[-1])  # (N, positions, out)
-        self.weight = self.weight + (torch.bmm(g.transpose(1, 2), self.a) ** 2).sum(0)
-        self.bias = self.bias + (g.sum(1) ** 2).sum(0)  # (out,)
+        g = self.inputs.gradients(g)  # (N, out, positions)
+        for start in range(0, len(g), self.chunk):
+            samples = slice(start, start + self.chunk)
+            per_sample = torch.bmm(g[samples], self.inputs(samples))  # (n, out, width)
+            self.weight += (per_sample * per_sample).sum(0)
+        self.bias += (g.sum(2) ** 2).sum(0)  # (out,)
 
     def result(self) -> tuple[Tensor, Tensor]:
-        return self.weight, self.bias
+        """(Σ_n squared weight gradients, shaped like the weight; the same for the bias)."""
+        return self.inputs.weight_layout(self.weight), self.bias
+
+
+class Positions:
+    """A linear layer's input (N, ..., in), every position but the last axis in a row."""
+
+    def __init__(self, a: Tensor):
+        self.a = a.reshape(len(a), -1, a.shape[-1]).clone()  # (N, positions, in), a copy
+
+    def __call__(self, samples: slice) -> Tensor:
+        """A_n of the given samples, (n, positions, in)."""
+        return self.a[samples]
+
+    def gradients(self, g: Tensor) -> Tensor:
+        """The output gradients (N, ..., out) as G_n, (N, out, positions)."""
+        return g.reshape(len(g), -1, g.shape[-1]).transpose(1, 2)
+
+    def weight_layout(self, w: Tensor) -> Tensor:
+        return w  # (out, in)
+
+
+class Windows:
+    """A convolution's input as the window under each output position (the numbers
+    ``F.unfold`` gives, kernel positions and channels in the order (kh, kw, in)), cut from
+    strided views of a zero-padded, channels-last copy of it."""
+
+    def __init__(self, conv: nn.Conv2d, a: Tensor):
+        self.conv = conv
+        (ph, pw), (n, c, h, w) = conv.padding, a.shape
+        self.a = a.new_zeros(n, h + 2 * ph, w + 2 * pw, c)  # (N, H + 2ph, W + 2pw, in)
+        self.a[:, ph : ph + h, pw : pw + w] = a.permute(0, 2, 3, 1)
+
+    def __call__(self, samples: slice) -> Tensor:
+        """A_n of the given samples, (n, Ho·Wo, kh·kw·in): one copy of the windows."""
+        (kh, kw), (dh, dw), (sh, sw) = self.conv.kernel_size, self.conv.dilation, self.conv.stride
+        a = self.a[samples]  # (n, H + 2ph, W + 2pw, in)
+        n, c = len(a), a.shape[-1]
+        windows = a.unfold(1, dh * (kh - 1) + 1, sh).unfold(2, dw * (kw - 1) + 1, sw)
+        windows = windows[..., ::dh, ::dw]  # (n, Ho, Wo, in, kh, kw), a view
+        if c > 1:  # copied in runs of kw·in numbers that lie together in memory
+            return windows.permute(0, 1, 2, 4, 5, 3).reshape(n, -1, kh * kw * c)
+        # one channel: copied in runs along a row of the image (longer than kw), then viewed
+        # as (n, Ho·Wo, kh·kw)
+        return windows.permute(0, 4, 5, 3, 1, 2).reshape(n, kh * kw, -1).transpose(1, 2)
+
+    def gradients(self, g: Tensor) -> Tensor:
+        """The output gradients (N, out, Ho, Wo) as G_n, (N, out, Ho·Wo)."""
+        return g.flatten(2)
+
+    def weight_layout(self, w: Tensor) -> Tensor:
+        out, c, kh, kw = self.conv.weight.shape
+        return w.view(out, kh, kw, c).permute(0, 3, 1, 2)  # (out, in, kh, kw)
 
 
 def _linear(module: nn.Module, a: Tensor) -> DenseSquares | SharedSquares:
@@ -107,17 +169,19 @@ class LayerSums:
         self.layers = layers
         self.fisher = {name: torch.zeros_like(p) for name, p in params.items()}
 
-    def record(self, x: Tensor) -> tuple[Tensor, dict[nn.Module, list[tuple[Tensor, Tensor]]]]:
-        """Log-probabilities of ``x``, and each layer's calls as (input, output) pairs.
+    def record(self, x: Tensor) -> tuple[Tensor, dict[nn.Module, list[tuple[Any, Tensor]]]]:
+        """Log-probabilities of ``x``, and each layer's calls as (accumulator, output) pairs.
 
-        Each input is a copy (a later in-place operation cannot change it); each output is
-        the tensor the gradients are taken to, and the network continues with a copy of it
-        (an in-place ``ReLU`` downstream cannot change it either).
+        Each accumulator is built from the layer's input as the layer saw it (it keeps its
+        own copy: a later in-place operation cannot change it); each output is the tensor
+        the gradients are taken to, and the network continues with a copy of it (an in-place
+        ``ReLU`` downstream cannot change it either).
         """
-        calls: dict[nn.Module, list[tuple[Tensor, Tensor]]] = {m: [] for m, _ in self.layers}
+        calls: dict[nn.Module, list[tuple[Any, Tensor]]] = {m: [] for m, _ in self.layers}
 
         def keep(module: nn.Module, inputs: tuple[Tensor, ...], out: Tensor) -> Tensor:
-            calls[module].append((inputs[0].detach().clone(), out))
+            _, accumulator = SQUARES[type(module)]
+            calls[module].append((accumulator(module, inputs[0].detach()), out))
             return out.clone()
 
         handles = [module.register_forward_hook(keep) for module, _ in self.layers]
@@ -135,11 +199,7 @@ class LayerSums:
 
     def add(self, x: Tensor, log_p: Tensor, columns: list[Column]) -> None:
         """Add Σ_n q_n g_n² of every column to :attr:`fisher`."""
-        squares = []
-        for module, _ in self.layers:
-            ((a, _),) = self.calls[module]
-            _, accumulator = SQUARES[type(module)]
-            squares.append(accumulator(module, a))
+        squares = [acc for module, _ in self.layers for acc, _ in self.calls[module]]
         outputs = [out for module, _ in self.layers for _, out in self.calls[module]]
         for k, (labels, q) in enumerate(columns):
             loss = (q.sqrt() * log_p.gather(1, labels[:, None])[:, 0]).sum()
