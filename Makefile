@@ -12,13 +12,20 @@ LAB_THREADS ?= 1
 # to voila as they are (e.g. APP_ARGS=--no-browser).
 APP_PORT ?= 8866
 APP_ARGS ?=
+# `make test-floor`: the tests that use torch most, in FLOOR_VENV, on the oldest torch and
+# torchvision that pyproject.toml admits (tests/test_floor.py keeps FLOOR_PINS at that floor).
+FLOOR_VENV ?= .venv-floor
+FLOOR_PINS := torch==2.9.1 torchvision==0.24.1
+FLOOR_TESTS := $(addprefix tests/test_,$(addsuffix .py,seed_usage learner ewc fisher persist \
+	importance laplace side_by_side models heads data batchify buffer replay pitfalls \
+	conventions split_run))
 # lab/overrides.json (no news pop-up, ...) goes where JupyterLab reads setting overrides;
 # lab/jupyter_server_config.json (idle-kernel culling) is read through JUPYTER_CONFIG_PATH.
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d/ewclab.json
 # Jupyter refuses to run as root (containers, classroom servers) without --allow-root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab lab-fresh app demo test lint bench notebooks clean
+.PHONY: lab lab-fresh app demo test test-floor lint bench notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,8 +69,17 @@ lint: $(VENV)/.test-installed
 test: lint  ## ruff, unit tests and every notebook (nbval)
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env tests $(wildcard notebooks/*.ipynb)
 
+$(FLOOR_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -e ".[test]" $(FLOOR_PINS)
+	touch $@
+
+test-floor: $(FLOOR_VENV)/.installed  ## the core unit tests on the oldest torch/torchvision allowed
+	OMP_NUM_THREADS=1 $(FLOOR_VENV)/bin/python -m pytest -q -p no:cacheprovider $(FLOOR_TESTS)
+
 bench: $(VENV)/.test-installed  ## rewrite benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .ruff_cache .hypothesis
