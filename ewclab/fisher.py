@@ -21,7 +21,8 @@ with the batch size; it is never what this module returns.
 passes (:mod:`ewclab.fisher_sums`): for ``nn.Linear`` and ``nn.Conv2d`` layers the per-sample
 weight gradient is the outer product of the layer's output gradient g_n and its input a_n, so
 the sum over samples of its square is (G∘G)ᵀ(A∘A) without materialising per-sample gradients
-(convolutions sum over positions first). Models with other parametrised layers, or a layer
+(a convolution sums over positions first, so its per-sample gradients are formed, a few
+samples at a time, and squared). Models with other parametrised layers, or a layer
 called twice in one forward pass, use ``torch.func`` (``vmap(grad)``) instead. Both assume the
 samples do not interact in ``eval()`` mode (true for dropout and batch norm).
 """

@@ -125,10 +125,10 @@ class Windows:
         n, c = len(a), a.shape[-1]
         windows = a.unfold(1, dh * (kh - 1) + 1, sh).unfold(2, dw * (kw - 1) + 1, sw)
         windows = windows[..., ::dh, ::dw]  # (n, Ho, Wo, in, kh, kw), a view
-        if c > 1:  # copied in runs of kw·in numbers that lie together in memory
+        # one copy, in the order of the longest runs of numbers that are neighbours in memory:
+        if c > 1:  # a window row's kw·in numbers (channels last)
             return windows.permute(0, 1, 2, 4, 5, 3).reshape(n, -1, kh * kw * c)
-        # one channel: copied in runs along a row of the image (longer than kw), then viewed
-        # as (n, Ho·Wo, kh·kw)
+        # one channel: a row of output positions (Wo numbers at stride 1), then transposed
         return windows.permute(0, 4, 5, 3, 1, 2).reshape(n, kh * kw, -1).transpose(1, 2)
 
     def gradients(self, g: Tensor) -> Tensor:
