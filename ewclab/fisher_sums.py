@@ -140,7 +140,11 @@ class Windows:
         return w.view(out, kh, kw, c).permute(0, 3, 1, 2)  # (out, in, kh, kw)
 
 
-def _linear(module: nn.Module, a: Tensor) -> DenseSquares | SharedSquares:
+#: An accumulator of one layer's Σ_n q_n g_n² over the columns of a batch.
+Squares = DenseSquares | SharedSquares
+
+
+def _linear(module: nn.Module, a: Tensor) -> Squares:
     return DenseSquares(module, a) if a.ndim == 2 else SharedSquares(module, a)
 
 
@@ -155,7 +159,7 @@ def _plain_conv2d(module: nn.Module) -> bool:
 
 #: Layer type -> (does this layer qualify, its squared-gradient accumulator from its input).
 SQUARES: dict[type[nn.Module], tuple[Callable[[nn.Module], bool],
-                                     Callable[[Any, Tensor], DenseSquares | SharedSquares]]] = {
+                                     Callable[[Any, Tensor], Squares]]] = {
     nn.Linear: (_any, _linear),
     nn.Conv2d: (_plain_conv2d, SharedSquares),
 }
@@ -169,7 +173,7 @@ class LayerSums:
         self.layers = layers
         self.fisher = {name: torch.zeros_like(p) for name, p in params.items()}
 
-    def record(self, x: Tensor) -> tuple[Tensor, dict[nn.Module, list[tuple[Any, Tensor]]]]:
+    def record(self, x: Tensor) -> tuple[Tensor, dict[nn.Module, list[tuple[Squares, Tensor]]]]:
         """Log-probabilities of ``x``, and each layer's calls as (accumulator, output) pairs.
 
         Each accumulator is built from the layer's input as the layer saw it (it keeps its
@@ -177,7 +181,7 @@ class LayerSums:
         the gradients are taken to, and the network continues with a copy of it (an in-place
         ``ReLU`` downstream cannot change it either).
         """
-        calls: dict[nn.Module, list[tuple[Any, Tensor]]] = {m: [] for m, _ in self.layers}
+        calls: dict[nn.Module, list[tuple[Squares, Tensor]]] = {m: [] for m, _ in self.layers}
 
         def keep(module: nn.Module, inputs: tuple[Tensor, ...], out: Tensor) -> Tensor:
             _, accumulator = SQUARES[type(module)]
