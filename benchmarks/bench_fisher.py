@@ -9,7 +9,7 @@ optional: its columns stay empty, with a note, when it is not installed) runs
 network; *torch.func* is ewclab's estimator with ``vmap(grad)`` per-sample gradients (its
 fallback for other layers); *loop* is ``fisher_diagonal_reference`` (one backward pass per
 sample, per class for "exact"). plain, ewclab and (for empirical and sampled) BackPACK run
-on all samples, in turns, best of ``REPEATS``; the slow candidates are timed on a prefix of
+on all samples, in turns, best of several rounds; the slow candidates are timed on a prefix of
 the samples and scaled linearly. Every estimate is checked against ewclab's on the same
 samples.
 
@@ -21,6 +21,7 @@ needs one backward pass per class and has no speed target; the loop is for infor
 from __future__ import annotations
 
 import copy
+import math
 import os
 import sys
 import time
@@ -39,7 +40,8 @@ from ewclab.models import MLP, AlexNet, MaybeMaxPool2d, TestNet
 N = 1000  # samples per Fisher
 BATCH = 256  # ewclab's default batch size, also used by the plain pass and BackPACK
 FUNC_FLOATS = 2**25  # torch.func batches hold at most this many per-sample gradient floats
-REPEATS = 3  # full-size runs of each timed-in-turns candidate after a warm-up; best kept
+REPEATS = 3  # at least this many full-size runs of each candidate timed in turns; best kept
+MAX_ROUNDS, ROUNDS_BUDGET = 20, 3.0  # ... more for fast models, until the rounds take 3 s
 SCALED_BUDGET = 0.5  # seconds: slower candidates run on 8, 32, 128, ... samples until this
 THREADS = 1  # torch threads while measuring: CPU time of one thread is what other jobs on a
 # shared machine disturb least (wall time there depends on everybody else's load)
@@ -52,18 +54,23 @@ Fisher = dict[str, Tensor]
 
 def _in_turns(fns: dict[str, Callable[[Tensor, Tensor], Fisher | None]], X: Tensor,
               y: Tensor) -> tuple[dict[str, float], dict[str, Fisher | None]]:
-    """Shortest CPU time of each function over ``REPEATS`` rounds on all samples, the functions
-    taking turns within a round (a burst of load from other jobs hits them all alike), after
-    a warm-up on 64 samples; and each function's result."""
+    """Shortest CPU time of each function on all samples, the functions taking turns within
+    a round (a burst of load from other jobs hits them all alike), after a warm-up on 64
+    samples: at least ``REPEATS`` rounds, more for fast models (up to ``MAX_ROUNDS``, until
+    the rounds take ``ROUNDS_BUDGET`` seconds); and each function's result."""
     for fn in fns.values():
         fn(X[:64], y[:64])
     times: dict[str, list[float]] = {name: [] for name in fns}
     results: dict[str, Fisher | None] = {}
-    for _ in range(REPEATS):
+    rounds = REPEATS
+    while len(times["plain"]) < rounds:
         for name, fn in fns.items():
             start = time.process_time()
             results[name] = fn(X, y)
             times[name].append(time.process_time() - start)
+        if len(times["plain"]) == 1:
+            one_round = sum(t[0] for t in times.values())
+            rounds = max(REPEATS, min(MAX_ROUNDS, math.ceil(ROUNDS_BUDGET / one_round)))
     return {name: min(t) for name, t in times.items()}, results
 
 
@@ -393,8 +400,9 @@ def _run() -> str:
         f"{N} random 28×28 samples, 10 classes, CPU, float32, eval mode; times are CPU "
         f"milliseconds of one torch thread for all {N} samples. *plain* (one ordinary "
         "forward+backward pass), *ewclab* (`fisher_diagonal`) and, for empirical and "
-        f"sampled, *BackPACK* run on all samples in turns, best of {REPEATS} rounds after a "
-        "warm-up. *torch.func* (`vmap(grad)`), *loop* (`fisher_diagonal_reference`) and "
+        f"sampled, *BackPACK* run on all samples in turns after a warm-up, best of "
+        f"{REPEATS} to {MAX_ROUNDS} rounds (enough for about {ROUNDS_BUDGET:g} s in all). "
+        "*torch.func* (`vmap(grad)`), *loop* (`fisher_diagonal_reference`) and "
         "BackPACK's exact Fisher run on the first 8, 32, 128, ... samples until a run takes "
         f"{SCALED_BUDGET:g} s, scaled linearly to {N}; (n) is the number of samples timed "
         f"when it is not {N}. Batches of {BATCH} for ewclab, plain and BackPACK; torch.func "

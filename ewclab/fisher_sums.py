@@ -45,12 +45,12 @@ class DenseSquares:
     """
 
     def __init__(self, module: nn.Linear, a: Tensor):
-        self.a2 = a**2  # (N, in)
+        self.a2 = a * a  # A∘A, (N, in)
         self.g2: Tensor | float = 0.0  # Σ_columns g², (N, out)
 
     def add(self, g: Tensor) -> None:
         """One column's output gradients g, (N, out)."""
-        self.g2 = self.g2 + g**2
+        self.g2 = self.g2 + g * g
 
     def result(self) -> tuple[Tensor, Tensor]:
         """(Σ_n squared weight gradients (out, in), Σ_n squared bias gradients (out,))."""
