@@ -124,9 +124,14 @@ def test_make_lab_options_reach_jupyter() -> None:
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
+    """CI's tests are the README's test command, then the oldest-torch check the README's
+    maintenance notes describe; nothing else."""
     script = (ROOT / ".ci" / "run").read_text().splitlines()
     commands = [line.strip() for line in script if line.strip() and not line.startswith("#")]
-    assert commands[-1] == "make test"
+    assert commands[-2:] == ["make test", "make test-floor"]
+    assert not any(c.startswith("make ") for c in commands[:-2])
+    readme = (ROOT / "README.md").read_text()
+    assert "runs exactly `make test`, then `make test-floor`" in " ".join(readme.split())
 
 
 def test_api_example_runs(tmp_path: Path) -> None:
