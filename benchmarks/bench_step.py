@@ -214,11 +214,12 @@ def penalty_section(batch: int = 64) -> str:
             "- Where missed: the penalty's gradient λ F (θ − θ*) is added in closed form "
             "(`EWC.add_gradient`: θ − θ* and F·(θ − θ*) into two scratch buffers kept between "
             "steps, a dot product for the value, one add into `.grad`; no autograd graph, no "
-            "allocation). F and θ* are touched by nothing else in the step, so every step "
-            "reads them from memory, not cache: the *read F, θ* only* column is that cost "
-            "alone, a floor for any implementation. At batch 64 the MLP's own step is three "
-            "small matrix products over 478k weights, so the floor is already a large share "
-            "of it; TestNet has few weights and much more arithmetic per weight."
+            "allocation). That is four elementwise passes over every weight per term, and F "
+            "and θ* come from memory, not cache, since nothing else in the step touches them "
+            "(the *read F, θ* only* column is that read alone: a floor for any "
+            "implementation). At batch 64 the MLP's own step is three small matrix products "
+            "over 478k weights, so four passes over those weights are a visible share of it; "
+            "TestNet has few weights and much more arithmetic per weight."
         )
     return "\n".join([
         "## 2. EWC penalty: partial_fit with consolidated tasks vs with none",
