@@ -212,12 +212,13 @@ def penalty_section(batch: int = 64) -> str:
     if any("missed" in v for v in verdicts):
         verdicts.append(
             "- Where missed: the penalty's gradient λ F (θ − θ*) is added in closed form "
-            "(`EWC.add_gradient`: θ − θ* and F·(θ − θ*) into two scratch buffers kept between "
-            "steps, a dot product for the value, one add into `.grad`; no autograd graph, no "
-            "allocation). That is four elementwise passes over every weight per term, and F "
-            "and θ* come from memory, not cache, since nothing else in the step touches them "
-            "(the *read F, θ* only* column is that read alone: a floor for any "
-            "implementation). At batch 64 the MLP's own step is three small matrix products "
+            "(`EWC.add_gradient`, with s = √F kept per term: θ − θ* into a scratch buffer "
+            "kept between steps, times s in place, its squared norm for the value, "
+            "λ s · s (θ − θ*) added into `.grad`; no autograd graph, no allocation). That is "
+            "four elementwise passes over every weight per term, and s and θ* come from "
+            "memory, not cache, since nothing else in the step touches them (the *read F, θ* "
+            "only* column is such a read alone: a floor for any implementation). At batch 64 "
+            "the MLP's own step is three small matrix products "
             "over 478k weights, so four passes over those weights are a visible share of it; "
             "TestNet has few weights and much more arithmetic per weight."
         )

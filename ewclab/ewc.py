@@ -98,7 +98,8 @@ class EWC:
         self.generator = generator
         self.terms: list[Term] = []
         self._max_f: tuple[list[Term], float] = ([], 0.0)  # stiffness cache: terms, max Σ F
-        self._scratch_pairs: dict[str, tuple[Tensor, Tensor]] = {}  # add_gradient's scratch
+        self._sqrt_f: tuple[list[Term], list[dict[str, Tensor]]] = ([], [])  # terms, √F each
+        self._scratch_buffers: dict[str, Tensor] = {}  # add_gradient's, one per weight
 
     # -- settings, validated on every assignment so a bad value never lands -------------------
     @property
@@ -198,7 +199,7 @@ class EWC:
     def reset(self) -> None:
         """Forget every consolidated task (the penalty becomes zero)."""
         self.terms = []
-        self._max_f = ([], 0.0)
+        self._max_f, self._sqrt_f = ([], 0.0), ([], [])
 
     # -- the penalty ----------------------------------------------------------------------------
     def penalty(self) -> Tensor:
@@ -219,41 +220,57 @@ class EWC:
         return 0.5 * self.lam * total
 
     @torch.no_grad()
-    @torch.no_grad()
     def add_gradient(self) -> float:
         """Add the penalty's gradient λ Σ_terms F_i (θ_i − θ*_i) to each weight's ``.grad``;
         return the penalty's value.
 
         The gradient of a quadratic is known in closed form, so no autograd graph is built.
-        Per weight tensor and term: d = θ − θ* and F·d go into two scratch buffers kept from
-        call to call (no allocation on the hot path), λ·F·d is added to the gradient and
-        F·d·d to the value. Call it after ``backward()`` of the rest of the loss (gradients
-        add up; a weight without a ``.grad`` gets one).
+        With s = √F the penalty is λ/2 Σ (s (θ − θ*))² and its gradient λ s · s (θ − θ*).
+        Per weight tensor and term, one scratch buffer (kept from call to call) takes
+        θ − θ*, then s (θ − θ*) in place; its squared norm adds to the value, and
+        λ s · s (θ − θ*) = λ F (θ − θ*) to the gradient. That is four passes over each
+        weight tensor, with no allocation. s is computed once per set of terms and kept
+        (one more weight-sized tensor per term); like :meth:`stiffness`'s cache, this
+        assumes a term's tensors are replaced, not edited in place. Call it after
+        ``backward()`` of the rest of the loss (gradients add up; a weight without a
+        ``.grad`` gets one).
         """
         if self.lam == 0 or not self.terms:
             return 0.0
         value: Tensor | float = 0.0
+        roots = self._roots()
         for name, theta in self._params().items():
-            d, fd = self._scratch(name, theta)
-            for term in self.terms:
-                torch.sub(theta, term.anchor[name], out=d)  # θ − θ*
-                torch.mul(term.importance[name], d, out=fd)  # F (θ − θ*)
-                value = value + torch.dot(fd.view(-1), d.view(-1))
+            scaled = self._scratch(name, theta)
+            for term, root in zip(self.terms, roots, strict=True):
+                torch.sub(theta, term.anchor[name], out=scaled)  # θ − θ*
+                scaled.mul_(root[name])  # s (θ − θ*), s = √F
+                value = value + torch.dot(scaled.view(-1), scaled.view(-1))
                 if theta.grad is None:
-                    theta.grad = fd.mul(self.lam)
+                    theta.grad = torch.mul(root[name], scaled).mul_(self.lam)
                 else:
-                    theta.grad.add_(fd, alpha=self.lam)
+                    theta.grad.addcmul_(root[name], scaled, value=self.lam)  # += λ F (θ − θ*)
         return 0.5 * self.lam * float(value)
 
-    def _scratch(self, name: str, theta: Tensor) -> tuple[Tensor, Tensor]:
-        """Two buffers shaped like ``theta`` for :meth:`add_gradient`, made once per weight
+    def _scratch(self, name: str, theta: Tensor) -> Tensor:
+        """A buffer shaped like ``theta`` for :meth:`add_gradient`, made once per weight
         (again if the weight's shape, dtype or device changes)."""
-        pair = self._scratch_pairs.get(name)
-        if pair is None or pair[0].shape != theta.shape or pair[0].dtype != theta.dtype \
-                or pair[0].device != theta.device:
-            pair = (torch.empty_like(theta), torch.empty_like(theta))
-            self._scratch_pairs[name] = pair
-        return pair
+        buf = self._scratch_buffers.get(name)
+        if buf is None or buf.shape != theta.shape or buf.dtype != theta.dtype \
+                or buf.device != theta.device:
+            buf = self._scratch_buffers[name] = torch.empty_like(theta)
+        return buf
+
+    def _same_terms(self, cached: list[Term]) -> bool:
+        """Whether ``cached`` holds exactly the current term objects (a cache is valid)."""
+        return len(cached) == len(self.terms) and all(map(operator.is_, cached, self.terms))
+
+    def _roots(self) -> list[dict[str, Tensor]]:
+        """√F of every term, computed once per set of terms."""
+        terms, roots = self._sqrt_f
+        if not self._same_terms(terms):
+            roots = [{name: f.sqrt() for name, f in t.importance.items()} for t in self.terms]
+            self._sqrt_f = (list(self.terms), roots)
+        return roots
 
     def stiffness(self) -> float:
         """The penalty's largest curvature, λ · max_i Σ_terms F_i (0 with no task).
@@ -266,8 +283,7 @@ class EWC:
         if self.lam == 0 or not self.terms:
             return 0.0
         terms, max_f = self._max_f
-        same = len(terms) == len(self.terms) and all(map(operator.is_, terms, self.terms))
-        if not same:
+        if not self._same_terms(terms):
             total: dict[str, Tensor] = {}
             for term in self.terms:
                 for name, f in term.importance.items():
@@ -318,7 +334,7 @@ class EWC:
             raise ValueError(f"an online EWC state holds one term, got {len(terms)}")
         self._lam, self._gamma, self._batch_size = staged.lam, staged.gamma, staged.batch_size
         self._mode, self.fisher, self.terms = staged.mode, staged.fisher, terms
-        self._max_f = ([], 0.0)
+        self._max_f, self._sqrt_f = ([], 0.0), ([], [])
 
     def __repr__(self) -> str:
         return (

@@ -464,6 +464,38 @@ def test_add_gradient_is_right_on_every_call_as_weights_and_dtype_change():
         torch.testing.assert_close(p.grad, grad[name], rtol=1e-5, atol=1e-7)
 
 
+def test_add_gradient_follows_every_change_of_the_terms():
+    """add_gradient keeps √F per set of terms; a new task, online folding, a direct
+    assignment of the term list, a reset and a loaded state each give the right gradient."""
+    model = tiny_model()
+    ewc = EWC(model, lam=1.5, mode="online", gamma=0.5)
+
+    def check() -> None:
+        terms = [(t.importance, t.anchor) for t in ewc.terms]
+        value, grad = hand_penalty(model, 1.5, terms)
+        for p in model.parameters():
+            p.grad = None
+        assert ewc.add_gradient() == pytest.approx(value, rel=1e-5)
+        for name, p in model.named_parameters():
+            got = torch.zeros_like(p) if p.grad is None else p.grad
+            torch.testing.assert_close(got.double(), grad[name], rtol=1e-5, atol=1e-7)
+
+    ewc.add_task(random_fisher(model, 10))
+    shift(model, 11)
+    check()
+    ewc.add_task(random_fisher(model, 12))  # online: one new term, F folded with γ
+    shift(model, 13)
+    check()
+    state = ewc.state_dict()
+    ewc.terms = [Term({k: 3 * f for k, f in ewc.terms[0].importance.items()},
+                      ewc.terms[0].anchor)]
+    check()
+    ewc.reset()
+    check()
+    ewc.load_state_dict(state)
+    check()
+
+
 def test_penalty_is_twice_differentiable_and_works_with_torch_func():
     """penalty() is the plain expression: its Hessian is diag(λ Σ F), and torch.func.grad
     of it through functional_call gives λ F (θ − θ*)."""
