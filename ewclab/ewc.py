@@ -229,7 +229,7 @@ class EWC:
         Per weight tensor and term, one scratch buffer (kept from call to call) takes
         θ − θ*, then s (θ − θ*) in place; its squared norm adds to the value, and
         λ s · s (θ − θ*) = λ F (θ − θ*) to the gradient. That is four passes over each
-        weight tensor, with no allocation. s is computed once per set of terms and kept
+        weight tensor, no weight-sized allocation. s is computed once per set of terms and kept
         (one more weight-sized tensor per term); like :meth:`stiffness`'s cache, this
         assumes a term's tensors are replaced, not edited in place. Call it after
         ``backward()`` of the rest of the loss (gradients add up; a weight without a
