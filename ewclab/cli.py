@@ -31,6 +31,7 @@ from ewclab.cli_args import (
     non_negative,
     pct,
     positive,
+    run_reported,
     seed,
 )
 from ewclab.experiment import DEFAULTS, METHODS, MODELS, Point, TaskACache
@@ -284,20 +285,12 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> i
             " ".join(f"{n}={100 * a:.0f}%" for n, a in point.accuracies.items())
         )
 
-    try:
-        history = run_plan(p, callback=progress, cache=cache)
-    except KeyboardInterrupt:
-        bar.close()
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (FloatingPointError, ValueError) as err:
-        # a λ/lr past the stability bound (refused before the next task trains) or a step
-        # that diverged anyway: one line, no traceback
-        bar.close()
-        hint = " (--lambda sets ewc_lambda)" if "ewc_lambda" in str(err) else ""
-        print(f"ewclab demo: {err}{hint}", file=sys.stderr)
-        return 1
-    bar.close()
+    history, code = run_reported(
+        "ewclab demo", bar, lambda: run_plan(p, callback=progress, cache=cache),
+        hint=lambda message: " (--lambda sets ewc_lambda)" if "ewc_lambda" in message else "",
+    )
+    if code:
+        return code
     table = _table(history, [1 / t.num_classes for t in tasks])
     print(table, file=sys.stderr if args.json == "-" else sys.stdout)
     try:

@@ -6,9 +6,40 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from tqdm.auto import tqdm
 
 from ewclab.validation import check_seed
+
+T = TypeVar("T")
+
+
+def run_reported(
+    prog: str, bar: tqdm, work: Callable[[], T], hint: Callable[[str], str] = lambda _: ""
+) -> tuple[T | None, int]:
+    """Run ``work()`` and close its progress bar; return (its result, exit code 0).
+
+    On Ctrl-C, or when the run is refused or diverges (``FloatingPointError`` /
+    ``ValueError``: a λ or lr past the stability bound, a step that diverged anyway), print
+    one line instead of a traceback and return (None, 130) or (None, 1). ``hint(message)``
+    is appended to the error's line.
+    """
+    try:
+        result = work()
+    except KeyboardInterrupt:
+        bar.close()
+        print("interrupted", file=sys.stderr)
+        return None, 130
+    except (FloatingPointError, ValueError) as err:
+        bar.close()
+        print(f"{prog}: {err}{hint(str(err))}", file=sys.stderr)
+        return None, 1
+    bar.close()
+    return result, 0
 
 
 def positive(kind: type) -> callable:

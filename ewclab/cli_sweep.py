@@ -8,7 +8,15 @@ import json
 import sys
 from pathlib import Path
 
-from ewclab.cli_args import Formatter, atomic_write, check_outputs, pct, positive, seed
+from ewclab.cli_args import (
+    Formatter,
+    atomic_write,
+    check_outputs,
+    pct,
+    positive,
+    run_reported,
+    seed,
+)
 from ewclab.experiment import DEFAULTS, MODELS
 
 
@@ -76,19 +84,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, cache) -> int
               f"{', '.join(f'{lam:g}' for lam in lams)} | epochs "
               f"{'/'.join(f'{e:g}' for e in p.epochs)}", file=sys.stderr)
     bar = tqdm(total=p.steps(), unit="step", file=sys.stderr, disable=args.quiet, leave=False)
-    try:
-        histories = sweep(lams, p.tasks, args.model, args.method, epochs=p.epochs,
-                          seed=args.seed, cache=cache,
-                          callback=lambda point: bar.update(point.step - bar.n))
-    except KeyboardInterrupt:
-        bar.close()
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (FloatingPointError, ValueError) as err:
-        bar.close()
-        print(f"ewclab sweep: {err}", file=sys.stderr)
-        return 1
-    bar.close()
+    histories, code = run_reported(
+        "ewclab sweep", bar,
+        lambda: sweep(lams, p.tasks, args.model, args.method, epochs=p.epochs, seed=args.seed,
+                      cache=cache, callback=lambda point: bar.update(point.step - bar.n)),
+    )
+    if code:
+        return code
     a, b = p.names[0], p.names[-1]
     rows = [f"{'λ':>10}  {a + ' after ' + b:>24}  {b:>14}"]
     rows += [f"{lam:>10g}  {pct(h.accuracy_matrix[-1, 0]):>24}  "

@@ -15,15 +15,7 @@ from ewclab.experiment import TaskACache
 from ewclab.idx import write_idx
 from ewclab.sources import FILES, TORCHVISION_FOLDER
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run these tests on one torch thread: on a CPU shared with other jobs, two OpenMP
-    threads waiting for each other made them several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _matrix(path) -> list[list[float]]:

@@ -15,13 +15,7 @@ from ewclab.experiment import TaskACache, sweep
 from ewclab.settings import defaults
 from ewclab.tradeoff import lam_grid
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_json_and_plot_hold_every_lambda(tmp_path, capsys):

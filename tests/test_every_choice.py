@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from ewclab.cache import TaskACache
 from ewclab.data import Task
@@ -54,14 +53,7 @@ LEARNED = 0.10
 KEPT_BETTER = {"fashion->mnist": 0.10, "split:domain": 0.05, "permuted": 0.02}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a CPU shared with other jobs two threads were several times
-    slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _small(task: Task, train: int, test: int) -> Task:

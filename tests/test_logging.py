@@ -9,20 +9,13 @@ import sys
 from dataclasses import replace
 
 import pytest
-import torch
 
 from ewclab import MLP, learner
 from ewclab.cli import main
 from ewclab.data import load_task
 from ewclab.experiment import run_sequence
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -35,12 +35,7 @@ SCENARIOS = ("task", "domain", "class")
 FAST = dict(epochs=0.25, eval_every=10**6)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from ewclab.data import load_task
 from ewclab.experiment import TaskACache, sweep
@@ -21,12 +20,7 @@ def _small(name: str, n_train: int, n_test: int = 200):
                    x_test=task.x_test[:n_test], y_test=task.y_test[:n_test])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,21 +15,13 @@ from ewclab.plots.style import (
     METHOD_LABELS,
     TASK_COLOURS,
     WIDTH,
+    chance_line,
     history_dict,
     new_figure,
     title_suffix,
 )
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # one per task: readable without colour
-
-
-def _chance_line(ax, chance: float | None) -> None:
-    if chance is None:
-        return
-    chance = float(chance)
-    if not (math.isfinite(chance) and 0 <= chance <= 1):
-        raise ValueError(f"chance must be a fraction in [0, 1] or None, got {chance!r}")
-    ax.axhline(100 * chance, color="0.45", ls=":", lw=1.5, label=f"chance ({100 * chance:g} %)")
 
 
 def plot_accuracy(
@@ -87,7 +79,7 @@ def plot_accuracy(
         learned = d["accuracy_matrix"][j][j]
         if learned is not None and not math.isnan(learned) and j < len(bounds):
             ax.hlines(100 * learned, bounds[j], end, colors=colour, linestyles="--", lw=1.2)
-    _chance_line(ax, chance)
+    chance_line(ax, chance)
     handles, labels = ax.get_legend_handles_labels()
     handles.append(Line2D([], [], color="0.3", ls="--", lw=1.2))
     labels.append("accuracy right after learning it")
@@ -214,7 +206,7 @@ def plot_accuracy_overlay(
                 ms=4.5,
                 label=f"{label}: task {task}",
             )
-    _chance_line(ax, chance)
+    chance_line(ax, chance)
     ax.set_xlim(min([*bounds[:1], 0]), end)
     ax.set_ylim(0, 108)
     ax.set_yticks(range(0, 101, 20))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 # Okabe & Ito (2008), a palette that stays distinguishable under colour-vision deficiency.
@@ -32,6 +34,21 @@ CMAP = colormaps["viridis"].with_extremes(bad="white")  # perceptually uniform, 
 WIDTH = 9.5  # inches: fits the default notebook width
 
 _HISTORY_KEYS = ("tasks", "settings", "steps", "accuracy", "boundaries", "accuracy_matrix")
+
+
+def chance_line(ax: Axes, chance: float | None, lw: float = 1.5, label: bool = True) -> None:
+    """A dotted grey line at the chance accuracy (``chance`` as a fraction, drawn in %),
+    labelled "chance (x %)" for the legend when ``label``; nothing when ``chance`` is None.
+
+    Raises ``ValueError`` for a chance that is not a fraction in [0, 1].
+    """
+    if chance is None:
+        return
+    chance = float(chance)
+    if not (math.isfinite(chance) and 0 <= chance <= 1):
+        raise ValueError(f"chance must be a fraction in [0, 1] or None, got {chance!r}")
+    named = {"label": f"chance ({100 * chance:g} %)"} if label else {}
+    ax.axhline(100 * chance, color="0.45", ls=":", lw=lw, **named)
 
 
 def new_figure(figsize: tuple[float, float], fig: Figure | None = None) -> Figure:

@@ -17,7 +17,14 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ewclab.metrics import average_accuracy
-from ewclab.plots.style import METHOD_COLOURS, OKABE_ITO, WIDTH, history_dict, new_figure
+from ewclab.plots.style import (
+    METHOD_COLOURS,
+    OKABE_ITO,
+    WIDTH,
+    chance_line,
+    history_dict,
+    new_figure,
+)
 
 __all__ = ["average_so_far", "plot_average_so_far", "plot_task_panels"]
 
@@ -49,15 +56,6 @@ def _colours(runs: Mapping[str, dict]) -> list[str]:
     if all(m in METHOD_COLOURS for m in methods) and len(set(methods)) == len(methods):
         return [METHOD_COLOURS[m] for m in methods]
     return list(RUN_COLOURS[: len(runs)])
-
-
-def _chance_line(ax, chance: float | None) -> None:
-    if chance is None:
-        return
-    chance = float(chance)
-    if not (math.isfinite(chance) and 0 <= chance <= 1):
-        raise ValueError(f"chance must be a fraction in [0, 1] or None, got {chance!r}")
-    ax.axhline(100 * chance, color="0.45", ls=":", lw=1.2)
 
 
 def plot_task_panels(
@@ -111,7 +109,7 @@ def plot_task_panels(
             shown = steps >= spans[j][0] if j < len(spans) else np.zeros(steps.shape, bool)
             ax.plot(steps[shown], acc[shown], color=colour, ls=style, lw=1.6, marker=marker,
                     markevery=max(1, int(shown.sum()) // 6), ms=3.5, label=label)
-        _chance_line(ax, chance)
+        chance_line(ax, chance, lw=1.2, label=False)
         ax.set_title(f"task {j + 1}: {task}" if task != str(j + 1) else f"task {j + 1}",
                      fontsize=8.5)
         ax.set_ylim(0, 101)
@@ -215,9 +213,7 @@ def plot_average_so_far(
                 marker=marker, lw=2, ms=6, label=label)
     for k, (label, value) in enumerate(reference.items()):
         ax.axhline(100 * value, color="0.35", ls=(0, (5, 2 + 2 * k)), lw=1.2, label=label)
-    if chance is not None:
-        _chance_line(ax, chance)
-        ax.lines[-1].set_label(f"chance ({100 * chance:g} %)")
+    chance_line(ax, chance, lw=1.2)
     n = len(next(iter(runs.values()))["tasks"])
     ax.set_xticks(range(1, n + 1))
     ax.set_xlim(0.7, n + 0.3)
