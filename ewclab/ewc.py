@@ -219,7 +219,6 @@ class EWC:
                 total = total + (term.importance[name] * (theta - term.anchor[name]) ** 2).sum()
         return 0.5 * self.lam * total
 
-    @torch.no_grad()
     def add_gradient(self) -> float:
         """Add the penalty's gradient λ Σ_terms F_i (θ_i − θ*_i) to each weight's ``.grad``;
         return the penalty's value.
@@ -239,16 +238,17 @@ class EWC:
             return 0.0
         value: Tensor | float = 0.0
         roots = self._roots()
-        for name, theta in self._params().items():
-            scaled = self._scratch(name, theta)
-            for term, root in zip(self.terms, roots, strict=True):
-                torch.sub(theta, term.anchor[name], out=scaled)  # θ − θ*
-                scaled.mul_(root[name])  # s (θ − θ*), s = √F
-                value = value + torch.dot(scaled.view(-1), scaled.view(-1))
-                if theta.grad is None:
-                    theta.grad = torch.mul(root[name], scaled).mul_(self.lam)
-                else:
-                    theta.grad.addcmul_(root[name], scaled, value=self.lam)  # += λ F (θ − θ*)
+        with torch.no_grad():
+            for name, theta in self._params().items():
+                scaled = self._scratch(name, theta)
+                for term, root in zip(self.terms, roots, strict=True):
+                    torch.sub(theta, term.anchor[name], out=scaled)  # θ − θ*
+                    scaled.mul_(root[name])  # s (θ − θ*), s = √F
+                    value = value + torch.dot(scaled.view(-1), scaled.view(-1))
+                    if theta.grad is None:
+                        theta.grad = torch.mul(root[name], scaled).mul_(self.lam)
+                    else:  # += λ s · s (θ − θ*) = λ F (θ − θ*)
+                        theta.grad.addcmul_(root[name], scaled, value=self.lam)
         return 0.5 * self.lam * float(value)
 
     def _scratch(self, name: str, theta: Tensor) -> Tensor:

@@ -36,6 +36,12 @@ SEED_MAX = 2**64 - 1
 T = TypeVar("T")
 
 
+def _must(name: str, expected: str, value: Any) -> str:
+    """The one message format: ``<name> must be <expected>, got <value!r>`` (built only
+    when a check fails, so that passing checks cost no string formatting)."""
+    return f"{name} must be {expected}, got {value!r}"
+
+
 def check_int(
     value: Any, name: str, *, low: int | None = None, high: int | None = None
 ) -> int:
@@ -48,13 +54,12 @@ def check_int(
     ValueError
         ``value`` is outside the range.
     """
-    expected = "an int" + _range_text(low, high, False, False)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be {expected}, got {value!r}")
-    value = int(value)
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return value
+        raise TypeError(_must(name, "an int" + _range_text(low, high, False, False), value))
+    number = int(value)
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise ValueError(_must(name, "an int" + _range_text(low, high, False, False), number))
+    return number
 
 
 def check_real(
@@ -77,14 +82,16 @@ def check_real(
     ValueError
         ``value`` is NaN, infinite or outside the interval.
     """
-    expected = "a finite real number" + _range_text(low, high, low_open, high_open)
+    def expected() -> str:
+        return "a finite real number" + _range_text(low, high, low_open, high_open)
+
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be {expected}, got {value!r}")
+        raise TypeError(_must(name, expected(), value))
     number = float(value)
     too_low = number <= low if low_open else number < low
     too_high = number >= high if high_open else number > high
     if not math.isfinite(number) or too_low or too_high:
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
+        raise ValueError(_must(name, expected(), value))
     return number
 
 
@@ -98,11 +105,10 @@ def check_option(value: Any, name: str, options: Collection[T]) -> T:
     ValueError
         ``value`` is not among the options.
     """
-    expected = f"one of {tuple(options)!r}"
     if all(isinstance(o, str) for o in options) and not isinstance(value, str):
-        raise TypeError(f"{name} must be {expected}, got {value!r}")
+        raise TypeError(_must(name, f"one of {tuple(options)!r}", value))
     if not any(value == o for o in options):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
+        raise ValueError(_must(name, f"one of {tuple(options)!r}", value))
     return value
 
 
@@ -143,16 +149,19 @@ def check_param_groups(groups: list[dict[str, Any]]) -> None:
     """
     for i, group in enumerate(groups):
         for key, value in group.items():
-            name = f"optimizer.param_groups[{i}][{key!r}]"
             if key == "lr":
-                check_lr(value, name)
+                check_lr(value, _setting(i, key))
             elif key == "momentum":
-                check_momentum(value, name)
+                check_momentum(value, _setting(i, key))
             elif key == "betas":
                 for j, beta in enumerate(value):
-                    check_momentum(beta, f"{name}[{j}]")
+                    check_momentum(beta, f"{_setting(i, key)}[{j}]")
             elif type(value) is float and not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+                raise ValueError(_must(_setting(i, key), "a finite number", value))
+
+
+def _setting(i: int, key: str) -> str:
+    return f"optimizer.param_groups[{i}][{key!r}]"
 
 
 def check_lr(value: Any, name: str = "lr") -> float:
@@ -307,7 +316,7 @@ def _check_finite_float32(X: torch.Tensor) -> None:
     """Every value finite and, once converted to the network's float32, still finite."""
     if X.dtype.itemsize <= 4:
         # one pass: a finite sum means every value is finite (NaN and inf propagate)
-        if bool(torch.isfinite(X.sum())) or bool(torch.isfinite(X).all()):
+        if math.isfinite(float(X.sum())) or bool(torch.isfinite(X).all()):
             return
         raise ValueError("X contains NaN or inf values; expected finite numbers")
     lo, hi = (float(v) for v in torch.aminmax(X))  # NaN if any value is NaN
@@ -327,7 +336,7 @@ def _check_labels(y: torch.Tensor, n: int, num_classes: int) -> None:
         raise ValueError(f"y must be 1-D with shape (N,), got shape {tuple(y.shape)}")
     if len(y) != n:
         raise ValueError(f"X has {n} samples but y has {len(y)} labels")
-    lo, hi = int(y.min()), int(y.max())
+    lo, hi = (int(v) for v in torch.aminmax(y))
     if lo < 0 or hi >= num_classes:
         raise ValueError(
             f"labels must be in [0, {num_classes}), got values from {lo} to {hi}"
