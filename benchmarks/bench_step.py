@@ -16,12 +16,12 @@ of F and θ*, and the penalty's gradient alone in two eager operations, in 2).
 
 Blocks of steps of the compared kinds alternate, so a busy shared CPU slows all of them
 alike, and a ratio is the median over rounds of the two kinds' times in the same round
-(absolute times are medians over all rounds); the order rotates from round to round, so that no kind
-always runs first (in a fixed order the first kind ran about 5 % slower than the same
-step timed again later in the round). On the CPU a block is timed in this thread's CPU time,
-which other jobs' time slices do not count into. One torch thread: on a CPU shared with
-other jobs two OpenMP threads waiting for each other made steps many times slower and
-noisier.
+(absolute times are medians over all rounds). The order rotates from round to round, so
+that no kind always runs first (in a fixed order the first kind ran about 5 % slower than
+the same step timed again later in the round). On the CPU a block is timed in this
+thread's CPU time, which other jobs' time slices do not count into. One torch thread: on
+a CPU shared with other jobs two OpenMP threads waiting for each other made steps many
+times slower and noisier.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def _device() -> str:
 
 
 def step_section() -> str:
-    rows, verdicts, missed, reads, hands, noise = [], [], [], [], {}, 0.0
+    rows, verdicts, reads, hands, noise = [], [], {}, {}, 0.0
     for name, make in MODELS:
         for batch in (64, 256):
             t = measure(make(seed=0, ewc_lambda=100.0), batch)
@@ -194,29 +194,29 @@ def step_section() -> str:
                         f"{r['again']:.3f} |")
             met = "met" if r["ours"] <= TARGET_STEP else "missed"
             if met == "missed":
-                missed.append(f"{name}, batch {batch}")
-                reads.append(r["read"])
-                hands[missed[-1]] = per_step(t, "hand")
+                case = f"{name}, batch {batch}"
+                reads[case], hands[case] = r["read"], per_step(t, "hand")
             verdicts.append(
                 f"- {name}, batch {batch}: {r['ours']:.3f}× — target ≤ {TARGET_STEP}× {met} "
                 f"(the same hand step timed twice: {r['again']:.3f}×)"
             )
-    if missed:
+    if reads:
         tiny = measure(MLP(seed=0, ewc_lambda=100.0, hidden=(8, 8)), 64)
         fixed = per_step(tiny, "ours") - per_step(tiny, "hand")
         share = {case: fixed / hand for case, hand in hands.items()}
         verdicts.append(
-            f"- Where missed ({'; '.join(missed)}): `partial_fit` also checks the batch (dtype, "
+            f"- Where missed ({'; '.join(reads)}): `partial_fit` also checks the batch (dtype, "
             "shape, finite values) and converts it, checks the optimiser settings and λ's "
             "stability bound, and takes a min/max pass over the gradients, so that a step "
             "with non-finite gradients is refused before it changes anything. Any such "
             "check reads every gradient once; the *hand step + one read of the gradients* "
-            f"column is that read alone (a sum), inside the step: {max(reads):.3f}× there. "
+            "column is that read alone (a sum), inside the step: "
+            + "; ".join(f"{reads[case]:.3f}× at {case}" for case in reads) + ". "
             "Besides that read each call has a fixed cost (Python and small tensor "
             "operations): on an MLP 784-8-8-10, whose step has almost no arithmetic, "
             "partial_fit took "
             f"{fixed * 1e6:.0f} µs more than the hand step per call, "
-            + "; ".join(f"{100 * share[case]:.1f} % of the {case} hand step" for case in missed)
+            + "; ".join(f"{100 * share[case]:.1f} % of the {case} hand step" for case in reads)
             + f". In this run the hand step timed against itself differed by up to "
             f"{100 * noise:.1f} %."
         )
