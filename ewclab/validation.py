@@ -37,8 +37,7 @@ T = TypeVar("T")
 
 
 def _must(name: str, expected: str, value: Any) -> str:
-    """The one message format: ``<name> must be <expected>, got <value!r>`` (built only
-    when a check fails, so that passing checks cost no string formatting)."""
+    """The one message format: ``<name> must be <expected>, got <value!r>``."""
     return f"{name} must be {expected}, got {value!r}"
 
 
@@ -54,11 +53,12 @@ def check_int(
     ValueError
         ``value`` is outside the range.
     """
+    expected = "an int" + _range_text(low, high, False, False)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(_must(name, "an int" + _range_text(low, high, False, False), value))
+        raise TypeError(_must(name, expected, value))
     number = int(value)
     if (low is not None and number < low) or (high is not None and number > high):
-        raise ValueError(_must(name, "an int" + _range_text(low, high, False, False), number))
+        raise ValueError(_must(name, expected, number))
     return number
 
 
@@ -82,7 +82,7 @@ def check_real(
     ValueError
         ``value`` is NaN, infinite or outside the interval.
     """
-    def expected() -> str:
+    def expected() -> str:  # built only on failure: lr and momentum pass here every step
         return "a finite real number" + _range_text(low, high, low_open, high_open)
 
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -105,10 +105,11 @@ def check_option(value: Any, name: str, options: Collection[T]) -> T:
     ValueError
         ``value`` is not among the options.
     """
+    expected = f"one of {tuple(options)!r}"
     if all(isinstance(o, str) for o in options) and not isinstance(value, str):
-        raise TypeError(_must(name, f"one of {tuple(options)!r}", value))
+        raise TypeError(_must(name, expected, value))
     if not any(value == o for o in options):
-        raise ValueError(_must(name, f"one of {tuple(options)!r}", value))
+        raise ValueError(_must(name, expected, value))
     return value
 
 
